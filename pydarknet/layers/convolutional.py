@@ -1,0 +1,94 @@
+"""[convolutional]: conv (+ Darknet batch norm) + bias + activation."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .activations import ACTIVATIONS, activation
+from .base import Layer, Shape, register
+
+# Darknet's batch-norm epsilon is added *outside* the square root: x_hat = (x-m)/(sqrt(v)+eps).
+BN_EPS = 1e-6
+
+
+def bn_denominator(variance: torch.Tensor) -> torch.Tensor:
+    """sqrt(var) + 1e-6 computed in double as Darknet does, rounded to float."""
+    return (variance.double().sqrt() + float(torch.tensor(BN_EPS, dtype=torch.float32))).to(variance.dtype)
+
+
+def batch_norm(x: torch.Tensor, mean, variance, scales, biases) -> torch.Tensor:
+    """Darknet's inference batch norm on an NCHW tensor, in its own order of operations."""
+    view = (1, -1, 1, 1)
+    x = (x - mean.view(view)) / bn_denominator(variance).view(view)
+    return x * scales.view(view) + biases.view(view)
+
+
+@register("convolutional")
+class Convolutional(Layer):
+    def __init__(self, section, index):
+        super().__init__(section, index)
+        self.filters = section.get_int("filters", 1)
+        self.size = section.get_int("size", 1)
+        self.stride = section.get_int("stride", 1)
+        pad = section.get_int("pad", 0)
+        padding = section.get_int("padding", 0)
+        # pad=1 means "same" padding, size/2 (so a 1x1 conv with pad=1 gets none).
+        self.padding = self.size // 2 if pad else padding
+        self.groups = section.get_int("groups", 1)
+        self.batch_normalize = section.get_bool("batch_normalize")
+        self.activation = section.get_choice("activation", ACTIVATIONS, "logistic")
+        for flag in ("binary", "xnor"):
+            if section.get_int(flag, 0):
+                raise section.error(f"{flag}=1 convolutions are not supported by pydarknet", flag)
+        section.get_int("flipped", 0)
+        section.get_float("dot", 0)
+        if self.filters < 1 or self.size < 1 or self.stride < 1 or self.groups < 1:
+            raise section.error("filters, size, stride and groups must be positive")
+        self._act = activation(self.activation)
+
+    def build(self, in_shapes):
+        c = in_shapes[0].c
+        if c % self.groups or self.filters % self.groups:
+            raise self.error(f"{c} input channels and {self.filters} filters are not divisible by groups={self.groups}")
+        n, k = self.filters, self.size
+        fan_in = c // self.groups * k * k
+        # Darknet's initialisation: uniform(-1,1)*sqrt(2/fan_in) kernels, zero biases, unit BN scales.
+        self.weight = nn.Parameter((torch.rand(n, c // self.groups, k, k) * 2 - 1) * math.sqrt(2.0 / fan_in))
+        self.bias = nn.Parameter(torch.zeros(n))
+        if self.batch_normalize:
+            self.scales = nn.Parameter(torch.ones(n))
+            self.register_buffer("rolling_mean", torch.zeros(n))
+            self.register_buffer("rolling_variance", torch.ones(n))
+        return super().build(in_shapes)
+
+    def infer_shape(self, in_shapes):
+        s = in_shapes[0]
+        if s.c != self.weight.shape[1] * self.groups:
+            raise self.error(f"expects {self.weight.shape[1] * self.groups} input channels, got {s.c}")
+        h = (s.h + 2 * self.padding - self.size) // self.stride + 1
+        w = (s.w + 2 * self.padding - self.size) // self.stride + 1
+        if h < 1 or w < 1:
+            raise self.error(f"input {s.w}x{s.h} is smaller than the {self.size}x{self.size} kernel")
+        return Shape(self.filters, h, w)
+
+    def darknet_params(self):
+        if self.batch_normalize:
+            return [self.bias, self.scales, self.rolling_mean, self.rolling_variance, self.weight]
+        return [self.bias, self.weight]
+
+    def forward(self, x):
+        y = F.conv2d(x, self.weight, None, self.stride, self.padding, 1, self.groups)
+        if self.batch_normalize:
+            y = batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)
+        else:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return self._act(y)
+
+    def describe(self):
+        i, o = self.in_shapes[0], self.out_shape
+        bn = " bn" if self.batch_normalize else ""
+        return (f"conv  {self.filters:5d} {self.size:2d} x{self.size:2d} /{self.stride:2d}  "
+                f"{i.w:4d} x{i.h:4d} x{i.c:4d}   ->  {o.w:4d} x{o.h:4d} x{o.c:4d}{bn} {self.activation}")

@@ -1,0 +1,77 @@
+"""[region]: YOLOv2's output layer (src/region_layer.c).
+
+Forward keeps Darknet's memory layout [anchor][x, y, w, h, obj, classes][row][col]
+and applies the logistic to x, y and objectness and a softmax to the classes;
+w and h stay raw.  Box decoding lives in :mod:`pydarknet.boxes`.
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import Layer, register
+
+
+@register("region")
+class Region(Layer):
+    def __init__(self, section, index):
+        super().__init__(section, index)
+        g = section
+        self.classes = g.get_int("classes", 20)
+        self.coords = g.get_int("coords", 4)
+        self.num = g.get_int("num", 1)
+        self.softmax = g.get_bool("softmax")
+        self.background = g.get_bool("background")
+        self.anchors = g.get_list("anchors", float, default=[.5] * (2 * self.num))
+        if len(self.anchors) < 2 * self.num:
+            raise g.error(f"anchors has {len(self.anchors)} values, num={self.num} needs {2 * self.num}", "anchors")
+        if len(self.anchors) > 2 * self.num:
+            raise g.error(f"anchors has {len(self.anchors)} values but num={self.num}: Darknet would read "
+                          f"past its bias buffer", "anchors")
+        # Training options, kept for the region loss.
+        self.jitter = g.get_float("jitter", .2)
+        self.rescore = g.get_bool("rescore")
+        self.thresh = g.get_float("thresh", .5)
+        self.max_boxes = g.get_int("max", 30)
+        self.object_scale = g.get_float("object_scale", 1.)
+        self.noobject_scale = g.get_float("noobject_scale", 1.)
+        self.class_scale = g.get_float("class_scale", 1.)
+        self.coord_scale = g.get_float("coord_scale", 1.)
+        self.mask_scale = g.get_float("mask_scale", 1.)
+        self.bias_match = g.get_bool("bias_match")
+        self.absolute = g.get_bool("absolute")
+        self.random = g.get_bool("random")
+        self.classfix = g.get_int("classfix", 0)
+        self.log = g.get_int("log", 0)
+        self.sqrt = g.get_int("sqrt", 0)
+        self.tree_file = g.get_str("tree")
+        self.map_file = g.get_str("map")
+        if self.tree_file:
+            raise g.error("tree= (YOLO9000 WordTree) is not supported yet", "tree")
+        self.register_buffer("biases", torch.tensor(self.anchors, dtype=torch.float32), persistent=False)
+
+    @property
+    def entries(self) -> int:
+        return self.coords + 1 + self.classes
+
+    def infer_shape(self, in_shapes):
+        s = in_shapes[0]
+        if s.c != self.num * self.entries:
+            raise self.error(f"the previous layer gives {s.c} channels but num*(classes+coords+1) = "
+                             f"{self.num}*({self.classes}+{self.coords}+1) = {self.num * self.entries}")
+        return s
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        v = x.view(n, self.num, self.entries, h, w)
+        xy = torch.sigmoid(v[:, :, 0:2])
+        coords = v[:, :, 2:self.coords]
+        obj = v[:, :, self.coords:self.coords + 1]
+        if not self.background:
+            obj = torch.sigmoid(obj)
+        cls = v[:, :, self.coords + 1:]
+        if self.softmax:
+            cls = torch.softmax(cls, dim=2)
+        return torch.cat([xy, coords, obj, cls], dim=2).view(n, -1, h, w)
+
+    def describe(self):
+        return "detection"

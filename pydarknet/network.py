@@ -1,0 +1,238 @@
+"""The layer graph: cfg sections -> layer modules, their wiring, shapes and weights order."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import cfg as cfgmod
+from .layers import REGISTRY, BuildError, Layer, Shape
+
+__all__ = ["Darknet", "NetOptions"]
+
+POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random")
+
+
+@dataclass
+class NetOptions:
+    """The ``[net]`` section with Darknet's defaults (parser.c parse_net_options)."""
+    batch: int = 1
+    subdivisions: int = 1
+    width: int = 0
+    height: int = 0
+    channels: int = 0
+    learning_rate: float = .001
+    momentum: float = .9
+    decay: float = .0001
+    policy: str = "constant"
+    burn_in: int = 0
+    power: float = 4.
+    step: int = 1
+    scale: float = 1.
+    steps: list = field(default_factory=list)
+    scales: list = field(default_factory=list)
+    gamma: float = 1.
+    max_batches: int = 0
+    time_steps: int = 1
+    adam: bool = False
+    B1: float = .9
+    B2: float = .999
+    eps: float = 1e-7
+    random: int = 0
+    max_crop: int = 0
+    min_crop: int = 0
+    max_ratio: float = 0.
+    min_ratio: float = 0.
+    center: int = 0
+    clip: float = 0.
+    angle: float = 0.
+    aspect: float = 1.
+    saturation: float = 1.
+    exposure: float = 1.
+    hue: float = 0.
+
+    @classmethod
+    def from_section(cls, s: cfgmod.Section) -> "NetOptions":
+        o = cls()
+        o.batch = s.get_int("batch", 1)
+        o.subdivisions = s.get_int("subdivisions", 1)
+        o.time_steps = s.get_int("time_steps", 1)
+        s.get_int("notruth", 0)
+        o.random = s.get_int("random", 0)
+        o.adam = s.get_bool("adam")
+        if o.adam:
+            o.B1, o.B2, o.eps = s.get_float("B1", .9), s.get_float("B2", .999), s.get_float("eps", 1e-7)
+        o.height = s.get_int("height", 0)
+        o.width = s.get_int("width", 0)
+        o.channels = s.get_int("channels", 0)
+        inputs = s.get_int("inputs", o.height * o.width * o.channels)
+        if not inputs or not (o.height and o.width and o.channels):
+            raise s.error("needs width=, height= and channels= (Darknet: 'No input parameters supplied')")
+        o.max_crop = s.get_int("max_crop", o.width * 2)
+        o.min_crop = s.get_int("min_crop", o.width)
+        o.max_ratio = s.get_float("max_ratio", o.max_crop / o.width)
+        o.min_ratio = s.get_float("min_ratio", o.min_crop / o.width)
+        o.center = s.get_int("center", 0)
+        o.clip = s.get_float("clip", 0.)
+        o.angle = s.get_float("angle", 0.)
+        o.aspect = s.get_float("aspect", 1.)
+        o.saturation = s.get_float("saturation", 1.)
+        o.exposure = s.get_float("exposure", 1.)
+        o.hue = s.get_float("hue", 0.)
+        o.learning_rate = s.get_float("learning_rate", .001)
+        o.momentum = s.get_float("momentum", .9)
+        o.decay = s.get_float("decay", .0001)
+        o.policy = s.get_choice("policy", POLICIES, "constant")
+        o.burn_in = s.get_int("burn_in", 0)
+        o.power = s.get_float("power", 4.)
+        if o.policy == "step":
+            o.step, o.scale = s.get_int("step", 1), s.get_float("scale", 1.)
+        elif o.policy == "steps":
+            o.steps = s.get_list("steps", int, required=True)
+            o.scales = s.get_list("scales", float, required=True)
+            if len(o.scales) < len(o.steps):
+                raise s.error(f"steps has {len(o.steps)} values but scales only {len(o.scales)}", "scales")
+        elif o.policy == "exp":
+            o.gamma = s.get_float("gamma", 1.)
+        elif o.policy == "sigmoid":
+            o.gamma, o.step = s.get_float("gamma", 1.), s.get_int("step", 1)
+        o.max_batches = s.get_int("max_batches", 0)
+        if o.batch < 1 or o.subdivisions < 1:
+            raise s.error("batch and subdivisions must be positive")
+        return o
+
+
+class Darknet(nn.Module):
+    """A Darknet network built from a ``.cfg`` file (or its text).
+
+    ``forward(x)`` takes an N×3×H×W float tensor (RGB, 0..1) at the network's size and
+    returns the last layer's output, N×C×H×W, whose flattening is Darknet's memory order.
+    ``layers[i]`` is the module of the i-th section after ``[net]`` (Darknet's numbering).
+    """
+
+    def __init__(self, cfg, *, text: str | None = None):
+        super().__init__()
+        if text is None:
+            self.cfg_path = str(cfg)
+            self.cfg_text = Path(cfg).read_text(encoding="utf-8-sig") if Path(cfg).is_file() else None
+            sections = cfgmod.parse_file(cfg)
+        else:
+            self.cfg_path, self.cfg_text = str(cfg or "<string>"), text
+            sections = cfgmod.parse(text, self.cfg_path)
+        self.options = NetOptions.from_section(sections[0])
+        self.width, self.height, self.channels = self.options.width, self.options.height, self.options.channels
+        self.seen = 0
+        self.header = (0, 2, 0)  # (major, minor, revision) of the last weights file read
+        self.names: list[str] | None = None
+        self.layers = nn.ModuleList()
+        if len(sections) < 2:
+            raise cfgmod.CfgError(f"{self.cfg_path}: no layers after [net]")
+        for index, section in enumerate(sections[1:]):
+            cls = REGISTRY[section.kind]
+            if section.kind == "net":
+                raise section.error("a second [net] section is not allowed")
+            layer = cls(section, index)
+            layer.build([self._source_shape(j) for j in layer.sources])
+            section.warn_unused()
+            self.layers.append(layer)
+        sections[0].warn_unused()
+        self._plan()
+
+    # --- wiring ---------------------------------------------------------------
+    def _source_shape(self, j: int) -> Shape:
+        return Shape(self.channels, self.height, self.width) if j < 0 else self.layers[j].out_shape
+
+    def _plan(self) -> None:
+        """Index of the last layer that reads each output, so that forward can free it early."""
+        last = list(range(len(self.layers)))
+        for layer in self.layers:
+            for j in layer.sources:
+                if j >= 0:
+                    last[j] = max(last[j], layer.index)
+        last[-1] = len(self.layers)
+        self._last_use = last
+
+    def resize(self, width: int, height: int) -> None:
+        """Change the input size (multi-scale training) and re-infer every layer's shape."""
+        old = (self.width, self.height)
+        self.width, self.height = int(width), int(height)
+        try:
+            for layer in self.layers:
+                layer.reshape([self._source_shape(j) for j in layer.sources])
+        except BuildError:
+            self.width, self.height = old
+            for layer in self.layers:
+                layer.reshape([self._source_shape(j) for j in layer.sources])
+            raise
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.layers[-1].out_shape
+
+    @property
+    def detection_layer(self) -> Layer | None:
+        """The last [region] or [yolo] layer, or None for a classifier."""
+        for layer in reversed(self.layers):
+            if layer.kind in ("region", "yolo"):
+                return layer
+        return None
+
+    # --- forward --------------------------------------------------------------
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"expected an N×{self.channels}×H×W tensor, got shape {tuple(x.shape)}")
+        if (x.shape[2], x.shape[3]) != (self.height, self.width):
+            raise ValueError(f"input is {x.shape[3]}x{x.shape[2]} but the network is {self.width}x{self.height}; "
+                             f"letterbox the image to that size or call resize({x.shape[3]}, {x.shape[2]})")
+
+    def _run(self, x: torch.Tensor, keep: bool):
+        self._check_input(x)
+        outputs: list[torch.Tensor | None] = []
+        for i, layer in enumerate(self.layers):
+            ins = [x if j < 0 else outputs[j] for j in layer.sources]
+            outputs.append(layer(*ins))
+            if not keep:
+                for j in layer.sources:
+                    if j >= 0 and self._last_use[j] == i:
+                        outputs[j] = None
+        return outputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, keep=False)[-1]
+
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's output, in order (Darknet's ``l.output`` after each forward)."""
+        return self._run(x, keep=True)
+
+    # --- weights --------------------------------------------------------------
+    def load_weights(self, path, cutoff: int | None = None):
+        """Read a Darknet ``.weights`` file (the first ``cutoff`` layers only, if given)."""
+        from .weights import load_weights
+        return load_weights(self, path, cutoff)
+
+    def save_weights(self, path, cutoff: int | None = None, *, header=None):
+        """Write a Darknet ``.weights`` file, in the format of the file last read unless ``header`` says."""
+        from .weights import save_weights
+        return save_weights(self, path, cutoff, header=header)
+
+    # --- description ----------------------------------------------------------
+    def summary(self) -> str:
+        lines = ["layer     filters    size              input                output"]
+        lines += [f"{layer.index:5d} {layer.describe()}" for layer in self.layers]
+        return "\n".join(lines)
+
+    def extra_repr(self) -> str:
+        return f"cfg={self.cfg_path!r}, input={self.width}x{self.height}x{self.channels}"
+
+
+def load_network(cfg, weights=None, *, names=None) -> Darknet:
+    """Build a network, read its weights, and put it in inference mode."""
+    net = Darknet(cfg)
+    if weights is not None:
+        net.load_weights(weights)
+    if names is not None:
+        net.names = list(names)
+    return net.eval()
+
