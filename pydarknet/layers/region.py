@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ..tree import group_softmax, read_tree, resolve_data_path
 from .base import Layer, register
 
 
@@ -45,8 +46,15 @@ class Region(Layer):
         self.sqrt = g.get_int("sqrt", 0)
         self.tree_file = g.get_str("tree")
         self.map_file = g.get_str("map")
+        self.tree = None
         if self.tree_file:
-            raise g.error("tree= (YOLO9000 WordTree) is not supported yet", "tree")
+            try:
+                self.tree = read_tree(resolve_data_path(self.tree_file, section.path))
+            except (OSError, ValueError) as e:
+                raise g.error(f"tree={self.tree_file}: {e}", "tree") from None
+            if self.tree.n != self.classes:
+                raise g.error(f"classes={self.classes} but the tree {self.tree_file} has {self.tree.n} nodes",
+                              "classes")
         self.register_buffer("biases", torch.tensor(self.anchors, dtype=torch.float32), persistent=False)
 
     @property
@@ -69,7 +77,11 @@ class Region(Layer):
         if not self.background:
             obj = torch.sigmoid(obj)
         cls = v[:, :, self.coords + 1:]
-        if self.softmax:
+        if self.tree is not None:
+            # What Darknet's GPU kernel computes.  Its CPU tree branch is broken (divides by an
+            # unset temperature and mis-indexes; pjreddie/darknet #143, #144), so we follow the GPU.
+            cls = group_softmax(cls, self.tree, dim=2)
+        elif self.softmax:
             cls = torch.softmax(cls, dim=2)
         return torch.cat([xy, coords, obj, cls], dim=2).view(n, -1, h, w)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..tree import group_softmax, read_tree, resolve_data_path
 from .base import Layer, register
 
 
@@ -15,13 +16,19 @@ class Softmax(Layer):
         self.spatial = section.get_float("spatial", 0.)
         self.noloss = section.get_bool("noloss")
         self.tree_file = section.get_str("tree")
+        self.tree = None
         if self.tree_file:
-            raise section.error("tree= (WordTree softmax) is not supported yet", "tree")
+            try:
+                self.tree = read_tree(resolve_data_path(self.tree_file, section.path))
+            except (OSError, ValueError) as e:
+                raise section.error(f"tree={self.tree_file}: {e}", "tree") from None
         if self.groups < 1:
             raise section.error("groups must be positive", "groups")
 
     def infer_shape(self, in_shapes):
         s = in_shapes[0]
+        if self.tree is not None and s.numel != self.tree.n:
+            raise self.error(f"{s.numel} inputs but the tree {self.tree_file} has {self.tree.n} nodes")
         if not self.spatial and s.numel % self.groups:
             raise self.error(f"{s.numel} inputs are not divisible by groups={self.groups}")
         return s
@@ -31,6 +38,8 @@ class Softmax(Layer):
         if self.spatial:
             return torch.softmax(t, dim=1)  # over channels, at every position
         n = x.shape[0]
+        if self.tree is not None:
+            return group_softmax(t.reshape(n, -1), self.tree, dim=1).reshape(x.shape)
         return torch.softmax(t.reshape(n, self.groups, -1), dim=2).reshape(x.shape)
 
     def describe(self):

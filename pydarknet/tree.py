@@ -1,0 +1,88 @@
+"""YOLO9000's WordTree (Darknet's ``tree`` files) and the grouped softmax over it.
+
+A tree file has one ``name parent_index`` line per node (-1 for a root).  A group is a
+run of consecutive lines with the same parent, so siblings must be contiguous; group 0
+is the first run, the root group.  Softmax is taken within each group.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = ["WordTree", "read_tree", "group_softmax", "resolve_data_path"]
+
+
+@dataclass
+class WordTree:
+    names: list[str]
+    parent: list[int]
+    group: list[int]          # group index of each node
+    group_offset: list[int]   # first node of each group
+    group_size: list[int]
+    child: list[int]          # group of each node's children, -1 for a leaf
+    leaf: list[bool]
+
+    @property
+    def n(self) -> int:
+        return len(self.parent)
+
+    @property
+    def groups(self) -> int:
+        return len(self.group_offset)
+
+    def group_index(self) -> torch.Tensor:
+        return torch.tensor(self.group, dtype=torch.int64)
+
+
+def read_tree(path) -> WordTree:
+    path = Path(path)
+    try:
+        lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    except OSError as e:
+        raise FileNotFoundError(f"{path}: cannot read tree file ({e.strerror})") from None
+    names, parent = [], []
+    for lineno, parts in enumerate(lines, 1):
+        try:
+            names.append(parts[0])
+            parent.append(int(parts[1]) if len(parts) > 1 else -1)
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: expected 'name parent_index'") from None
+    group, offsets, sizes = [], [], []
+    for i, p in enumerate(parent):
+        if i == 0 or p != parent[i - 1]:
+            offsets.append(i)
+            sizes.append(0)
+        sizes[-1] += 1
+        group.append(len(offsets) - 1)
+    child = [-1] * len(parent)
+    for i, p in enumerate(parent):
+        if p >= len(parent):
+            raise ValueError(f"{path}: node {names[i]} has parent {p}, past the last node")
+        if p >= 0:
+            child[p] = group[i]  # Darknet keeps the last run of p's children
+    leaf = [child[i] < 0 for i in range(len(parent))]
+    return WordTree(names, parent, group, offsets, sizes, child, leaf)
+
+
+def group_softmax(x: torch.Tensor, tree: WordTree, dim: int) -> torch.Tensor:
+    """Softmax of ``x`` within each tree group along ``dim`` (whose size is tree.n)."""
+    x = x.movedim(dim, -1)
+    seg = tree.group_index().to(x.device).expand_as(x)
+    shape = (*x.shape[:-1], tree.groups)
+    mx = torch.full(shape, float("-inf"), dtype=x.dtype, device=x.device)
+    mx = mx.scatter_reduce(-1, seg, x, "amax", include_self=True)
+    e = torch.exp(x - mx.gather(-1, seg))
+    total = torch.zeros(shape, dtype=x.dtype, device=x.device).scatter_add(-1, seg, e)
+    return (e / total.gather(-1, seg)).movedim(-1, dim)
+
+
+def resolve_data_path(name: str, cfg_path: str | None) -> Path:
+    """A file named in a cfg (tree=, map=): Darknet opens it relative to the working
+    directory; we also look beside the cfg file."""
+    p = Path(name)
+    if p.is_file() or p.is_absolute() or not cfg_path:
+        return p
+    beside = Path(cfg_path).parent / p
+    return beside if beside.is_file() else p
