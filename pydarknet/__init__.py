@@ -1,8 +1,12 @@
 """pydarknet: Darknet (YOLOv2, YOLO9000) in Python and PyTorch, numerically compatible with the C original."""
 from .cfg import CfgError, CfgWarning
+from .data import DataError
+from .detect import Detection, detect
+from .image import ImageError, letterbox, load_image, resize
 from .layers import BuildError
 from .network import Darknet, NetOptions, load_network
 from .weights import WeightsError
 
-__all__ = ["Darknet", "NetOptions", "load_network", "CfgError", "CfgWarning", "BuildError", "WeightsError"]
+__all__ = ["Darknet", "NetOptions", "load_network", "detect", "Detection", "load_image", "resize",
+           "letterbox", "CfgError", "CfgWarning", "BuildError", "WeightsError", "ImageError", "DataError"]
 __version__ = "0.1.0"

@@ -112,7 +112,7 @@ class Darknet(nn.Module):
     ``layers[i]`` is the module of the i-th section after ``[net]`` (Darknet's numbering).
     """
 
-    def __init__(self, cfg, *, text: str | None = None):
+    def __init__(self, cfg, *, text: str | None = None, exact: bool = False):
         super().__init__()
         if text is None:
             self.cfg_path = str(cfg)
@@ -139,6 +139,18 @@ class Darknet(nn.Module):
             self.layers.append(layer)
         sections[0].warn_unused()
         self._plan()
+        self.exact = exact
+
+    @property
+    def exact(self) -> bool:
+        """Follow Darknet's float arithmetic step by step (bit-exact, slow); see pydarknet.exact."""
+        return self._exact
+
+    @exact.setter
+    def exact(self, value: bool) -> None:
+        self._exact = bool(value)
+        for layer in self.layers:
+            layer.exact = self._exact
 
     # --- wiring ---------------------------------------------------------------
     def _source_shape(self, j: int) -> Shape:

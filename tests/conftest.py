@@ -115,16 +115,16 @@ def recipe_weights(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def golden_net(recipe_weights):
-    """golden_net(set) -> the set's network in eval mode with its recipe weights (cached)."""
+    """golden_net(set, exact=False) -> the set's network in eval mode with its recipe weights (cached)."""
     from pydarknet import Darknet
     cache: dict = {}
 
-    def get(name):
-        if name not in cache:
+    def get(name, exact=False):
+        if (name, exact) not in cache:
             m = manifest(name)
             cfg = set_cfg(name)
-            net = Darknet(cfg).eval()
+            net = Darknet(cfg, exact=exact).eval()
             net.load_weights(recipe_weights(cfg, m["weights"]["seed"]))
-            cache[name] = net
-        return cache[name]
+            cache[name, exact] = net
+        return cache[name, exact]
     return get

@@ -1,9 +1,10 @@
 """Forward parity with the reference Darknet on every golden inference fixture.
 
-Tolerances are the issue's: every layer within 1e-4·max|ref| of that layer, region
-x, y, objectness and class probabilities within 1e-5, raw w, h within 1e-4·max|ref|,
-classifier softmax within 1e-5.  Measured (float32 torch conv): worst layer 4.2e-6
-relative (tiny160 synth2), region probabilities ~5e-6.
+Default (fast) arithmetic, with the issue's tolerances: every layer within 1e-4·max|ref|
+of that layer, region x, y, objectness and class probabilities within 1e-5, raw w, h
+within 1e-4·max|ref|, classifier softmax within 1e-5.  Measured (float32 torch conv):
+worst layer 4.2e-6 relative (tiny160 synth2), region probabilities ~2.4e-6.
+Exact arithmetic (``Darknet(cfg, exact=True)``): every value bit for bit.
 """
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from pydarknet import image
 CASES = inference_cases()
 
 
-def load_case(name, run, golden_net):
+def load_case(name, run, golden_net, exact=False):
     z = np.load(set_dir(name) / f"{run}.npz")
-    net = golden_net(name)
+    net = golden_net(name, exact)
     img = image.load_image(set_dir(name) / manifest(name)["runs"][run]["image"]["file"])
     x = image.letterbox(img, net.width, net.height)[None]
     with torch.no_grad():
@@ -104,3 +105,18 @@ def test_wrong_input_size_is_a_clear_error(golden_net):
     net = golden_net("mini_yolov2_synth")
     with pytest.raises(ValueError, match="resize"):
         net(torch.zeros(1, 3, 96, 128))
+
+
+@pytest.mark.parametrize("name,run", CASES)
+def test_exact_arithmetic_is_bit_identical(name, run, golden_net):
+    """Darknet's own operation order reproduces every sampled value and every sum exactly."""
+    z, net, _, outs = load_case(name, run, golden_net, exact=True)
+    for i, out in enumerate(outs):
+        flat = out[0].flatten().numpy()
+        assert np.array_equal(flat[z["layer_sample_idx"][i]], z["layer_samples"][i]), f"layer {i}"
+        assert float(flat.astype(np.float64).sum()) == pytest.approx(z["layer_sum"][i], rel=1e-12, abs=1e-12)
+    final = outs[-1][0].numpy()
+    if "region_output" in z:
+        assert np.array_equal(final.reshape(z["region_output"].shape), z["region_output"])
+    else:
+        assert np.array_equal(final.ravel(), z["softmax_output"])

@@ -47,6 +47,8 @@ class Layer(nn.Module):
     """
 
     kind: ClassVar[str] = "?"
+    #: Follow Darknet's float arithmetic operation by operation (see pydarknet.exact).
+    exact: bool = False
 
     def __init__(self, section: Section, index: int):
         super().__init__()

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import exact
 from .activations import ACTIVATIONS, activation
 from .base import Layer, Shape, register
 from .convolutional import batch_norm
@@ -45,6 +46,13 @@ class Connected(Layer):
         return [self.bias, self.weight]
 
     def forward(self, x):
+        if self.exact:
+            y = exact.linear(x.flatten(1), self.weight).view(x.shape[0], -1, 1, 1)
+            if self.batch_normalize:
+                y = exact.batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)
+            else:
+                y = exact.add_bias(y, self.bias)
+            return exact.activate(y, self.activation)
         y = F.linear(x.flatten(1), self.weight).view(x.shape[0], -1, 1, 1)
         if self.batch_normalize:
             y = batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import exact
 from .activations import ACTIVATIONS, activation
 from .base import Layer, Shape, register
 
@@ -80,6 +81,13 @@ class Convolutional(Layer):
         return [self.bias, self.weight]
 
     def forward(self, x):
+        if self.exact:
+            y = exact.conv2d(x, self.weight, self.stride, self.padding, self.groups)
+            if self.batch_normalize:
+                y = exact.batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)
+            else:
+                y = exact.add_bias(y, self.bias)
+            return exact.activate(y, self.activation)
         y = F.conv2d(x, self.weight, None, self.stride, self.padding, 1, self.groups)
         if self.batch_normalize:
             y = batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import exact
 from ..tree import group_softmax, read_tree, resolve_data_path
 from .base import Layer, register
 
@@ -71,18 +72,19 @@ class Region(Layer):
     def forward(self, x):
         n, _, h, w = x.shape
         v = x.view(n, self.num, self.entries, h, w)
-        xy = torch.sigmoid(v[:, :, 0:2])
+        sigmoid = exact.logistic if self.exact else torch.sigmoid
+        xy = sigmoid(v[:, :, 0:2])
         coords = v[:, :, 2:self.coords]
         obj = v[:, :, self.coords:self.coords + 1]
         if not self.background:
-            obj = torch.sigmoid(obj)
+            obj = sigmoid(obj)
         cls = v[:, :, self.coords + 1:]
         if self.tree is not None:
             # What Darknet's GPU kernel computes.  Its CPU tree branch is broken (divides by an
             # unset temperature and mis-indexes; pjreddie/darknet #143, #144), so we follow the GPU.
             cls = group_softmax(cls, self.tree, dim=2)
         elif self.softmax:
-            cls = torch.softmax(cls, dim=2)
+            cls = exact.softmax(cls, 2) if self.exact else torch.softmax(cls, dim=2)
         return torch.cat([xy, coords, obj, cls], dim=2).view(n, -1, h, w)
 
     def describe(self):

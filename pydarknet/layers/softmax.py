@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import exact
 from ..tree import group_softmax, read_tree, resolve_data_path
 from .base import Layer, register
 
@@ -38,6 +39,8 @@ class Softmax(Layer):
         if self.spatial:
             return torch.softmax(t, dim=1)  # over channels, at every position
         n = x.shape[0]
+        if self.exact and self.tree is None and not self.spatial:
+            return exact.softmax(x.reshape(n, self.groups, -1), 2, self.temperature).reshape(x.shape)
         if self.tree is not None:
             return group_softmax(t.reshape(n, -1), self.tree, dim=1).reshape(x.shape)
         return torch.softmax(t.reshape(n, self.groups, -1), dim=2).reshape(x.shape)
