@@ -130,7 +130,11 @@ class Section:
             items.pop()
         if not items or any(t == "" for t in items):
             raise self.error(f"{key}={text}: expected a comma-separated list", key)
-        return [self._convert(key, t, kind) for t in items]
+        try:
+            return [self._convert(key, t, kind) for t in items]
+        except CfgError:
+            what = "integers" if kind is int else "numbers"
+            raise self.error(f"{key}={text}: expected a comma-separated list of {what}", key) from None
 
     def get_choice(self, key: str, choices, default: str) -> str:
         value = self.get_str(key, default)
