@@ -110,9 +110,14 @@ class Darknet(nn.Module):
     ``forward(x)`` takes an N×3×H×W float tensor (RGB, 0..1) at the network's size and
     returns the last layer's output, N×C×H×W, whose flattening is Darknet's memory order.
     ``layers[i]`` is the module of the i-th section after ``[net]`` (Darknet's numbering).
+
+    ``exact=True`` (the default) makes inference follow Darknet's own float arithmetic and
+    reproduce the reference build bit for bit; ``exact=False`` uses plain PyTorch kernels,
+    several times faster and within float32 noise (~1e-5) of Darknet.  Training (``train()``
+    mode) always uses the plain kernels, since autograd needs them.
     """
 
-    def __init__(self, cfg, *, text: str | None = None, exact: bool = False):
+    def __init__(self, cfg, *, text: str | None = None, exact: bool = True):
         super().__init__()
         if text is None:
             self.cfg_path = str(cfg)

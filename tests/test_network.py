@@ -120,3 +120,20 @@ def test_exact_arithmetic_is_bit_identical(name, run, golden_net):
         assert np.array_equal(final.reshape(z["region_output"].shape), z["region_output"])
     else:
         assert np.array_equal(final.ravel(), z["softmax_output"])
+
+
+def test_default_network_is_bit_exact_and_training_uses_autograd(recipe_weights):
+    """The default Darknet(cfg) reproduces Darknet bit for bit; train() switches to autograd kernels."""
+    from pydarknet import Darknet
+    cfg = golden_dir() / "mini_yolov2_synth" / "mini-yolov2.cfg"
+    net = Darknet(cfg)
+    net.load_weights(recipe_weights(cfg, 2))
+    z = np.load(golden_dir() / "mini_yolov2_synth" / "synth2.npz")
+    with torch.no_grad():
+        out = net.eval()(torch.from_numpy(z["input"])[None])
+    assert net.exact and np.array_equal(out[0].numpy().reshape(z["region_output"].shape), z["region_output"])
+    net.train()
+    assert not any(layer.use_exact for layer in net.layers)
+    x = torch.from_numpy(z["input"])[None].repeat(2, 1, 1, 1).requires_grad_()
+    net(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

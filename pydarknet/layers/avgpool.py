@@ -11,6 +11,6 @@ class Avgpool(Layer):
         return Shape(in_shapes[0].c, 1, 1)
 
     def forward(self, x):
-        if self.exact:
+        if self.use_exact:
             return exact.mean_hw(x)
         return x.mean(dim=(2, 3), keepdim=True)

@@ -50,6 +50,11 @@ class Layer(nn.Module):
     #: Follow Darknet's float arithmetic operation by operation (see pydarknet.exact).
     exact: bool = False
 
+    @property
+    def use_exact(self) -> bool:
+        """Exact arithmetic applies to inference; training always takes the autograd path."""
+        return self.exact and not self.training
+
     def __init__(self, section: Section, index: int):
         super().__init__()
         self.index = index

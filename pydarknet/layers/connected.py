@@ -10,7 +10,7 @@ from torch import nn
 from .. import exact
 from .activations import ACTIVATIONS, activation
 from .base import Layer, Shape, register
-from .convolutional import batch_norm
+from .batchnorm import batch_norm, train_batch_norm
 
 
 @register("connected")
@@ -46,7 +46,7 @@ class Connected(Layer):
         return [self.bias, self.weight]
 
     def forward(self, x):
-        if self.exact:
+        if self.use_exact:
             y = exact.linear(x.flatten(1), self.weight).view(x.shape[0], -1, 1, 1)
             if self.batch_normalize:
                 y = exact.batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)
@@ -54,7 +54,9 @@ class Connected(Layer):
                 y = exact.add_bias(y, self.bias)
             return exact.activate(y, self.activation)
         y = F.linear(x.flatten(1), self.weight).view(x.shape[0], -1, 1, 1)
-        if self.batch_normalize:
+        if self.batch_normalize and self.training:
+            y = train_batch_norm(y, self.scales, self.bias, self.rolling_mean, self.rolling_variance)
+        elif self.batch_normalize:
             y = batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)
         else:
             y = y + self.bias.view(1, -1, 1, 1)

@@ -10,22 +10,7 @@ from torch import nn
 from .. import exact
 from .activations import ACTIVATIONS, activation
 from .base import Layer, Shape, register
-
-# Darknet's batch-norm epsilon is added *outside* the square root: x_hat = (x-m)/(sqrt(v)+eps).
-BN_EPS = 1e-6
-
-
-def bn_denominator(variance: torch.Tensor) -> torch.Tensor:
-    """sqrt(var) + 1e-6 computed in double as Darknet does, rounded to float."""
-    return (variance.double().sqrt() + float(torch.tensor(BN_EPS, dtype=torch.float32))).to(variance.dtype)
-
-
-def batch_norm(x: torch.Tensor, mean, variance, scales, biases) -> torch.Tensor:
-    """Darknet's inference batch norm on an NCHW tensor, in its own order of operations."""
-    view = (1, -1, 1, 1)
-    x = (x - mean.view(view)) / bn_denominator(variance).view(view)
-    return x * scales.view(view) + biases.view(view)
-
+from .batchnorm import batch_norm, train_batch_norm
 
 @register("convolutional")
 class Convolutional(Layer):
@@ -81,7 +66,7 @@ class Convolutional(Layer):
         return [self.bias, self.weight]
 
     def forward(self, x):
-        if self.exact:
+        if self.use_exact:
             y = exact.conv2d(x, self.weight, self.stride, self.padding, self.groups)
             if self.batch_normalize:
                 y = exact.batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)
@@ -89,7 +74,9 @@ class Convolutional(Layer):
                 y = exact.add_bias(y, self.bias)
             return exact.activate(y, self.activation)
         y = F.conv2d(x, self.weight, None, self.stride, self.padding, 1, self.groups)
-        if self.batch_normalize:
+        if self.batch_normalize and self.training:
+            y = train_batch_norm(y, self.scales, self.bias, self.rolling_mean, self.rolling_variance)
+        elif self.batch_normalize:
             y = batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)
         else:
             y = y + self.bias.view(1, -1, 1, 1)

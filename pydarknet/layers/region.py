@@ -11,6 +11,7 @@ import torch
 from .. import exact
 from ..tree import group_softmax, read_tree, resolve_data_path
 from .base import Layer, register
+from .passthrough import loss_layer_output
 
 
 @register("region")
@@ -72,7 +73,7 @@ class Region(Layer):
     def forward(self, x):
         n, _, h, w = x.shape
         v = x.view(n, self.num, self.entries, h, w)
-        sigmoid = exact.logistic if self.exact else torch.sigmoid
+        sigmoid = exact.logistic if self.use_exact else torch.sigmoid
         xy = sigmoid(v[:, :, 0:2])
         coords = v[:, :, 2:self.coords]
         obj = v[:, :, self.coords:self.coords + 1]
@@ -84,8 +85,21 @@ class Region(Layer):
             # unset temperature and mis-indexes; pjreddie/darknet #143, #144), so we follow the GPU.
             cls = group_softmax(cls, self.tree, dim=2)
         elif self.softmax:
-            cls = exact.softmax(cls, 2) if self.exact else torch.softmax(cls, dim=2)
-        return torch.cat([xy, coords, obj, cls], dim=2).view(n, -1, h, w)
+            cls = exact.softmax(cls, 2) if self.use_exact else torch.softmax(cls, dim=2)
+        y = torch.cat([xy, coords, obj, cls], dim=2).view(n, -1, h, w)
+        return loss_layer_output(x, y, self._logistic_mask(x)) if self.training else y
+
+    def _logistic_mask(self, x):
+        """Entries whose Darknet gradient is the logistic's: x, y and (without background) obj."""
+        m = torch.zeros(self.entries, dtype=torch.bool, device=x.device)
+        m[0:2] = True
+        m[self.coords] = not self.background
+        return m.repeat(self.num).view(1, -1, 1, 1)
 
     def describe(self):
         return "detection"
+
+    def delta(self, output, truths, seen):
+        """Darknet's training delta and cost for this batch's output (see pydarknet.region_loss)."""
+        from ..region_loss import region_delta
+        return region_delta(self, output, truths, seen)

@@ -39,7 +39,7 @@ class Softmax(Layer):
         if self.spatial:
             return torch.softmax(t, dim=1)  # over channels, at every position
         n = x.shape[0]
-        if self.exact and self.tree is None and not self.spatial:
+        if self.use_exact and self.tree is None and not self.spatial:
             return exact.softmax(x.reshape(n, self.groups, -1), 2, self.temperature).reshape(x.shape)
         if self.tree is not None:
             return group_softmax(t.reshape(n, -1), self.tree, dim=1).reshape(x.shape)

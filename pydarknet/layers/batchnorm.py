@@ -1,0 +1,71 @@
+"""Darknet's batch normalisation (forward_batchnorm_layer / backward_batchnorm_layer).
+
+Darknet's epsilons are not PyTorch's: the forward divides by ``sqrt(var) + 1e-6`` (outside
+the root), while its backward uses ``sqrt(var + 1e-5)``; in training the variance is the
+unbiased one (1/(N-1)) and the rolling statistics move by .99/.01.
+"""
+from __future__ import annotations
+
+import torch
+
+BN_EPS = 1e-6        # forward: x_hat = (x - mean) / (sqrt(var) + 1e-6)
+BN_GRAD_EPS = 1e-5   # backward: 1 / sqrt(var + 1e-5)
+_F = torch.float32
+
+
+def _view(t):
+    return t.view(1, -1, 1, 1)
+
+
+def bn_denominator(variance: torch.Tensor) -> torch.Tensor:
+    """sqrt(var) + 1e-6 computed in double as Darknet does, rounded to float."""
+    eps = float(torch.tensor(BN_EPS, dtype=_F))
+    return (variance.double().sqrt() + eps).to(variance.dtype)
+
+
+def batch_norm(x: torch.Tensor, mean, variance, scales, biases) -> torch.Tensor:
+    """Inference: normalise with the given statistics, then scale, then add the bias."""
+    x = (x - _view(mean)) / _view(bn_denominator(variance))
+    return x * _view(scales) + _view(biases)
+
+
+def batch_statistics(x: torch.Tensor):
+    """Per-channel mean and *unbiased* variance over batch and positions (mean_cpu, variance_cpu)."""
+    n = x.shape[0] * x.shape[2] * x.shape[3]
+    mean = x.sum(dim=(0, 2, 3)) * torch.tensor(1. / n, dtype=_F)
+    var = ((x - _view(mean)).double() ** 2).sum(dim=(0, 2, 3)).float() * torch.tensor(1. / (n - 1), dtype=_F)
+    return mean, var
+
+
+class _TrainBatchNorm(torch.autograd.Function):
+    """Batch-statistics normalisation whose backward is Darknet's (its own epsilon and 1/N)."""
+
+    @staticmethod
+    def forward(ctx, x, scales, biases, mean, var):
+        x_norm = (x - _view(mean)) / _view(bn_denominator(var))
+        ctx.save_for_backward(x, x_norm, scales, mean, var)
+        return x_norm * _view(scales) + _view(biases)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, x_norm, scales, mean, var = ctx.saved_tensors
+        n = grad.shape[0] * grad.shape[2] * grad.shape[3]
+        grad_bias = grad.sum(dim=(0, 2, 3))
+        grad_scale = (grad * x_norm).sum(dim=(0, 2, 3))
+        d = grad * _view(scales)
+        inv = 1. / torch.sqrt(var.double() + BN_GRAD_EPS)
+        mean_delta = (d.sum(dim=(0, 2, 3)).double() * -inv).float()
+        centred = x - _view(mean)
+        var_delta = ((d * centred).sum(dim=(0, 2, 3)).double() * (-.5 * inv ** 3)).float()
+        dx = d * _view(inv.float()) + _view(var_delta) * 2. * centred / n + _view(mean_delta) / n
+        return dx, grad_scale, grad_bias, None, None
+
+
+def train_batch_norm(x, scales, biases, rolling_mean, rolling_variance, momentum_update: bool = True):
+    """Training forward: normalise with the batch statistics and update the rolling ones in place."""
+    mean, var = batch_statistics(x.detach())
+    if momentum_update:
+        with torch.no_grad():
+            rolling_mean.mul_(torch.tensor(.99, dtype=_F)).add_(torch.tensor(.01, dtype=_F) * mean)
+            rolling_variance.mul_(torch.tensor(.99, dtype=_F)).add_(torch.tensor(.01, dtype=_F) * var)
+    return _TrainBatchNorm.apply(x, scales, biases, mean, var)
