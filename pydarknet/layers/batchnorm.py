@@ -6,6 +6,7 @@ unbiased one (1/(N-1)) and the rolling statistics move by .99/.01.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 BN_EPS = 1e-6        # forward: x_hat = (x - mean) / (sqrt(var) + 1e-6)
@@ -29,11 +30,31 @@ def batch_norm(x: torch.Tensor, mean, variance, scales, biases) -> torch.Tensor:
     return x * _view(scales) + _view(biases)
 
 
+def _sequential_sum(values: torch.Tensor) -> torch.Tensor:
+    """Row sums of a (C, N) float32 tensor added left to right in float32, as Darknet's loops do.
+
+    numpy's add.accumulate is strictly sequential (its reduce is pairwise, torch's CPU cumsum
+    accumulates in double), so the last column is Darknet's float sum.  With up to 10^5 terms a
+    channel this differs from an accurate sum by ~1e-4 relative, which is what moves Darknet's
+    training loss.  On a GPU an accurate sum is used instead.
+    """
+    if values.device.type != "cpu":
+        return values.sum(dim=1)
+    acc = np.add.accumulate(values.numpy(), axis=1, dtype=np.float32)
+    return torch.from_numpy(np.ascontiguousarray(acc[:, -1]))
+
+
 def batch_statistics(x: torch.Tensor):
-    """Per-channel mean and *unbiased* variance over batch and positions (mean_cpu, variance_cpu)."""
-    n = x.shape[0] * x.shape[2] * x.shape[3]
-    mean = x.sum(dim=(0, 2, 3)) * torch.tensor(1. / n, dtype=_F)
-    var = ((x - _view(mean)).double() ** 2).sum(dim=(0, 2, 3)).float() * torch.tensor(1. / (n - 1), dtype=_F)
+    """Per-channel mean and *unbiased* variance over batch and positions (mean_cpu, variance_cpu):
+    float sums in Darknet's order (image by image, position by position), then times 1/N in float."""
+    c = x.shape[1]
+    n = x.numel() // c
+    flat = x.detach().float().transpose(0, 1).reshape(c, n)
+    mean = _sequential_sum(flat) * torch.tensor(1. / n, dtype=_F).to(x.device)
+    # Darknet adds double squares into a float accumulator; squaring a float in double is exact,
+    # so rounding each square to float first differs from it only in rare last bits.
+    squares = ((flat - mean.view(-1, 1)).double() ** 2).float()
+    var = _sequential_sum(squares) * torch.tensor(1. / (n - 1), dtype=_F).to(x.device)
     return mean, var
 
 
@@ -42,7 +63,9 @@ class _TrainBatchNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, scales, biases, mean, var):
-        x_norm = (x - _view(mean)) / _view(bn_denominator(var))
+        # normalize_cpu divides in double and rounds to float.
+        denom = var.double().sqrt() + float(torch.tensor(BN_EPS, dtype=_F))
+        x_norm = ((x - _view(mean)).double() / _view(denom)).float()
         ctx.save_for_backward(x, x_norm, scales, mean, var)
         return x_norm * _view(scales) + _view(biases)
 
