@@ -12,12 +12,11 @@
 """
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -279,6 +278,15 @@ class SampleKey(NamedTuple):
 _LOAD_ERRORS = (OSError, ValueError)  # ImageError is an OSError, DataError a ValueError
 
 
+def _describe(e: Exception) -> str:
+    """One line for a load error (an OSError with a filename prints oddly by itself)."""
+    if isinstance(e, OSError) and e.filename is not None:
+        text = e.strerror or (e.args[0] if e.args else type(e).__name__)
+        text = str(text)
+        return text if os.fspath(e.filename) in text else f"{e.filename}: {text}"
+    return str(e)
+
+
 class DetectionDataset(torch.utils.data.Dataset):
     """Detection training samples as Darknet's ``load_data_detection`` makes them.
 
@@ -301,7 +309,8 @@ class DetectionDataset(torch.utils.data.Dataset):
     ``max_retries`` failures in a row a ``DataError`` is raised.
 
     ``dataset[i]`` gives sample i at (width, height) with the next draws of the
-    dataset's generator.  ``dataset[SampleKey(...)]`` (the loader's way) gives
+    dataset's generator (one stream per process, by ``seed``, loader worker id
+    and draw count).  ``dataset[SampleKey(...)]`` (the loader's way) gives
     ``(image, truth, skips)`` and leaves warning and counting to the caller.
     """
 
@@ -383,7 +392,7 @@ class DetectionDataset(torch.utils.data.Dataset):
                     raise DataError(self._known_bad[index])
                 img, labels = self.load(index)
             except _LOAD_ERRORS as e:
-                msg = str(e)
+                msg = _describe(e)
                 self._known_bad[index] = msg
                 skips.append((self.paths[index], msg))
                 index = int(rng.integers(len(self.paths)))
@@ -403,7 +412,8 @@ class DetectionDataset(torch.utils.data.Dataset):
     def __getitem__(self, key):
         if isinstance(key, SampleKey):
             return self._get(key.index, key.width, key.height, np.random.default_rng(key.seed))
-        rng = np.random.default_rng([self.seed, 1, self._draws])
+        worker = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, 1, worker.id + 1 if worker else 0, self._draws])
         self._draws += 1
         image, truth, skips = self._get(int(key), self.width, self.height, rng)
         self._report(skips)
