@@ -44,11 +44,17 @@ def _sequential_sum(values: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(acc[:, -1]))
 
 
-def batch_statistics(x: torch.Tensor):
-    """Per-channel mean and *unbiased* variance over batch and positions (mean_cpu, variance_cpu):
-    float sums in Darknet's order (image by image, position by position), then times 1/N in float."""
+def batch_statistics(x: torch.Tensor, darknet_order: bool = True):
+    """Per-channel mean and *unbiased* variance over batch and positions (mean_cpu, variance_cpu).
+
+    With ``darknet_order`` the float sums run in Darknet's order (image by image, position by
+    position) and then times 1/N in float, reproducing its rounding; otherwise accurate sums
+    (about three times cheaper, ~1e-4 away from Darknet on large layers)."""
     c = x.shape[1]
     n = x.numel() // c
+    if not darknet_order:
+        var, mean = torch.var_mean(x.detach(), dim=(0, 2, 3), correction=1)
+        return mean, var
     flat = x.detach().float().transpose(0, 1).reshape(c, n)
     mean = _sequential_sum(flat) * torch.tensor(1. / n, dtype=_F).to(x.device)
     # Darknet adds double squares into a float accumulator; squaring a float in double is exact,
@@ -62,10 +68,12 @@ class _TrainBatchNorm(torch.autograd.Function):
     """Batch-statistics normalisation whose backward is Darknet's (its own epsilon and 1/N)."""
 
     @staticmethod
-    def forward(ctx, x, scales, biases, mean, var):
-        # normalize_cpu divides in double and rounds to float.
-        denom = var.double().sqrt() + float(torch.tensor(BN_EPS, dtype=_F))
-        x_norm = ((x - _view(mean)).double() / _view(denom)).float()
+    def forward(ctx, x, scales, biases, mean, var, darknet_order):
+        if darknet_order:  # normalize_cpu divides in double and rounds to float
+            denom = var.double().sqrt() + float(torch.tensor(BN_EPS, dtype=_F))
+            x_norm = ((x - _view(mean)).double() / _view(denom)).float()
+        else:
+            x_norm = (x - _view(mean)) / _view(bn_denominator(var))
         ctx.save_for_backward(x, x_norm, scales, mean, var)
         return x_norm * _view(scales) + _view(biases)
 
@@ -81,14 +89,15 @@ class _TrainBatchNorm(torch.autograd.Function):
         centred = x - _view(mean)
         var_delta = ((d * centred).sum(dim=(0, 2, 3)).double() * (-.5 * inv ** 3)).float()
         dx = d * _view(inv.float()) + _view(var_delta) * 2. * centred / n + _view(mean_delta) / n
-        return dx, grad_scale, grad_bias, None, None
+        return dx, grad_scale, grad_bias, None, None, None
 
 
-def train_batch_norm(x, scales, biases, rolling_mean, rolling_variance, momentum_update: bool = True):
+def train_batch_norm(x, scales, biases, rolling_mean, rolling_variance, momentum_update: bool = True,
+                     darknet_order: bool = True):
     """Training forward: normalise with the batch statistics and update the rolling ones in place."""
-    mean, var = batch_statistics(x.detach())
+    mean, var = batch_statistics(x.detach(), darknet_order)
     if momentum_update:
         with torch.no_grad():
             rolling_mean.mul_(torch.tensor(.99, dtype=_F)).add_(torch.tensor(.01, dtype=_F) * mean)
             rolling_variance.mul_(torch.tensor(.99, dtype=_F)).add_(torch.tensor(.01, dtype=_F) * var)
-    return _TrainBatchNorm.apply(x, scales, biases, mean, var)
+    return _TrainBatchNorm.apply(x, scales, biases, mean, var, darknet_order)

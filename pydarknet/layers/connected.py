@@ -30,7 +30,7 @@ class Connected(Layer):
         if self.batch_normalize:
             self.scales = nn.Parameter(torch.ones(self.outputs))
             self.register_buffer("rolling_mean", torch.zeros(self.outputs))
-            self.register_buffer("rolling_variance", torch.ones(self.outputs))
+            self.register_buffer("rolling_variance", torch.zeros(self.outputs))
         return super().build(in_shapes)
 
     def infer_shape(self, in_shapes):
@@ -55,7 +55,9 @@ class Connected(Layer):
             return exact.activate(y, self.activation)
         y = F.linear(x.flatten(1), self.weight).view(x.shape[0], -1, 1, 1)
         if self.batch_normalize and self.training:
-            y = train_batch_norm(y, self.scales, self.bias, self.rolling_mean, self.rolling_variance)
+            # exact: batch statistics summed in Darknet's float order (slower, same loss as Darknet)
+            y = train_batch_norm(y, self.scales, self.bias, self.rolling_mean, self.rolling_variance,
+                                 darknet_order=self.exact)
         elif self.batch_normalize:
             y = batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)
         else:

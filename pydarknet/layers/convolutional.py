@@ -41,13 +41,14 @@ class Convolutional(Layer):
             raise self.error(f"{c} input channels and {self.filters} filters are not divisible by groups={self.groups}")
         n, k = self.filters, self.size
         fan_in = c // self.groups * k * k
-        # Darknet's initialisation: uniform(-1,1)*sqrt(2/fan_in) kernels, zero biases, unit BN scales.
-        self.weight = nn.Parameter((torch.rand(n, c // self.groups, k, k) * 2 - 1) * math.sqrt(2.0 / fan_in))
+        # Darknet's initialisation: normal*sqrt(2/fan_in) kernels, zero biases, unit BN scales,
+        # zero rolling statistics (calloc), so an untrained layer divides by 1e-6 at inference as Darknet does.
+        self.weight = nn.Parameter(torch.randn(n, c // self.groups, k, k).mul_(math.sqrt(2.0 / fan_in)))
         self.bias = nn.Parameter(torch.zeros(n))
         if self.batch_normalize:
             self.scales = nn.Parameter(torch.ones(n))
             self.register_buffer("rolling_mean", torch.zeros(n))
-            self.register_buffer("rolling_variance", torch.ones(n))
+            self.register_buffer("rolling_variance", torch.zeros(n))
         return super().build(in_shapes)
 
     def infer_shape(self, in_shapes):
@@ -75,7 +76,9 @@ class Convolutional(Layer):
             return exact.activate(y, self.activation)
         y = F.conv2d(x, self.weight, None, self.stride, self.padding, 1, self.groups)
         if self.batch_normalize and self.training:
-            y = train_batch_norm(y, self.scales, self.bias, self.rolling_mean, self.rolling_variance)
+            # exact: batch statistics summed in Darknet's float order (slower, same loss as Darknet)
+            y = train_batch_norm(y, self.scales, self.bias, self.rolling_mean, self.rolling_variance,
+                                 darknet_order=self.exact)
         elif self.batch_normalize:
             y = batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)
         else:
