@@ -118,3 +118,62 @@ def detect_main(argv=None) -> int:
             print(json.dumps({"image": path, "width": int(img.shape[2]), "height": int(img.shape[1]),
                               "detections": [d.to_dict() for d in found]}), flush=True)
     return 1 if failed else 0
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train_worker(rank: int, world: int, port: int, cfg_kwargs: dict, devices: list[str]) -> None:
+    import os
+
+    from .trainloop import TrainConfig, train_detector
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    if devices[rank].startswith("cuda"):
+        import torch
+        torch.cuda.set_device(devices[rank])
+    train_detector(TrainConfig(**{**cfg_kwargs, "device": devices[rank]}))
+
+
+def train_main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="train.py", description="Darknet `detector train` in PyTorch.")
+    ap.add_argument("data", help=".data file (classes, train, valid, names, backup)")
+    ap.add_argument("cfg")
+    ap.add_argument("weights", nargs="?", help="initial weights (e.g. darknet19_448.conv.23, or a .backup to resume)")
+    ap.add_argument("--clear", action="store_true", help="reset the images-seen counter (restart the schedule)")
+    ap.add_argument("--gpus", help="comma-separated CUDA devices, e.g. 0,1 (one process each, NCCL)")
+    ap.add_argument("--procs", type=int, default=1, help="CPU processes for data-parallel training (gloo)")
+    ap.add_argument("--max-batches", type=int, help="override the cfg's max_batches")
+    ap.add_argument("--backup", help="checkpoint folder (default: the .data file's backup=)")
+    ap.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
+    ap.add_argument("--seed", type=int, help="random seed for the data order and augmentation")
+    ap.add_argument("--checkpoint-every", type=int, help="save every N iterations instead of Darknet's rule")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    warnings.showwarning = _warn_to_stderr
+    devices = [f"cuda:{g}" for g in args.gpus.split(",")] if args.gpus else ["cpu"] * max(args.procs, 1)
+    kwargs = dict(data=args.data, cfg=args.cfg, weights=args.weights, clear=args.clear,
+                  max_batches=args.max_batches, backup=args.backup, workers=args.workers, seed=args.seed,
+                  progress=not args.no_progress, checkpoint_every=args.checkpoint_every)
+    from .trainloop import TrainConfig, train_detector
+    try:
+        # Check the inputs once, in this process, so user errors are reported plainly.
+        Darknet(args.cfg, exact=False)
+        datamod.DataConfig.from_file(args.data).train_list()
+        if len(devices) == 1:
+            final = train_detector(TrainConfig(**kwargs, device=devices[0]))
+            print(f"Saved {final}")
+            return 0
+        import torch.multiprocessing as mp
+        mp.spawn(_train_worker, args=(len(devices), _free_port(), kwargs, devices), nprocs=len(devices))
+        return 0
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
