@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["WordTree", "read_tree", "group_softmax", "resolve_data_path"]
+__all__ = ["WordTree", "read_tree", "group_softmax", "resolve_data_path", "hierarchy_predictions"]
 
 
 @dataclass
@@ -86,3 +86,19 @@ def resolve_data_path(name: str, cfg_path: str | None) -> Path:
         return p
     beside = Path(cfg_path).parent / p
     return beside if beside.is_file() else p
+
+
+def hierarchy_predictions(probs: torch.Tensor, tree: WordTree, only_leaves: bool = False) -> torch.Tensor:
+    """Darknet's ``hierarchy_predictions`` on the last dim (size tree.n): one pass in node
+    order, ``p[j] *= p[parent[j]]`` in float32 (absolute probabilities when every parent
+    precedes its children); ``only_leaves`` then zeroes the internal nodes, as
+    ``classifier predict`` does before ``top_k``.  Returns a new tensor."""
+    p = probs.detach().to(torch.float32).clone()
+    if p.shape[-1] != tree.n:
+        raise ValueError(f"{p.shape[-1]} values but the tree has {tree.n} nodes")
+    for j, parent in enumerate(tree.parent):
+        if parent >= 0:
+            p[..., j] = p[..., j] * p[..., parent]
+    if only_leaves:
+        p[..., [j for j in range(tree.n) if not tree.leaf[j]]] = 0
+    return p

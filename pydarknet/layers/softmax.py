@@ -1,15 +1,63 @@
-"""[softmax]: grouped softmax over each image's flat output (classifier head)."""
+"""[softmax]: grouped softmax over each image's flat output (classifier head), and its loss.
+
+Inference: Darknet's ``forward_softmax_layer`` (``groups``, ``temperature``, ``tree=``).
+
+Training (Darknet's ``softmax_x_ent``): with a truth row ``t`` per image, ``delta = t - p``
+and ``loss = t != 0 ? -log(p) : 0``; the cost is the sequential float32 sum of the loss.
+Backward hands ``delta`` to the previous layer as is (no softmax Jacobian: the cross-entropy
+gradient), which :func:`loss_layer_output` reproduces in autograd.
+
+With ``tree=`` the truth comes from ``fill_truth`` + ``fill_hierarchy`` (see
+:mod:`pydarknet.labels`): groups off the label's path hold ``SECRET_NUM = -1234``.  Darknet's
+two builds differ there.  The GPU layer (``forward_softmax_layer_gpu``, the reference) zeroes
+delta and loss wherever ``t == -1234``; the CPU one has no mask, so each masked entry adds
+``-log p`` to the cost and ``-1234 - p`` to the delta, which blows training up.  ``semantics``
+selects one: ``"gpu"`` (default) or ``"cpu"`` (to reproduce the CPU binary).  Without a tree
+the two agree.
+"""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .. import exact
 from ..tree import group_softmax, read_tree, resolve_data_path
 from .base import Layer, register
+from .passthrough import loss_layer_output
+
+SECRET_NUM = -1234.0
+SEMANTICS = ("gpu", "cpu")
+
+
+def sequential_sum(values: torch.Tensor) -> float:
+    """Darknet's ``sum_array``: a float32 sum in memory order, one addition at a time."""
+    a = values.detach().reshape(-1).to(torch.float32).cpu().numpy()
+    return float(np.add.accumulate(a, dtype=np.float32)[-1]) if a.size else 0.0
+
+
+def _exact_group_softmax(x: torch.Tensor, tree, temperature: float) -> torch.Tensor:
+    """Darknet's softmax() within each tree group of the last dim: float max, exp in double of
+    the float difference, a sequential float sum in group order, a float division."""
+    t = torch.tensor(temperature, dtype=torch.float32)
+    seg = tree.group_index().to(x.device)
+    shape = (*x.shape[:-1], tree.groups)
+    mx = torch.full(shape, float("-inf"), dtype=x.dtype, device=x.device)
+    mx = mx.scatter_reduce(-1, seg.expand_as(x), x, "amax", include_self=True)
+    e = torch.exp((x / t - mx.index_select(-1, seg) / t).double()).float()
+    offsets = torch.tensor(tree.group_offset, device=x.device)
+    sizes = torch.tensor(tree.group_size, device=x.device)
+    total = torch.zeros(shape, dtype=torch.float32, device=x.device)
+    for i in range(int(sizes.max()) if len(sizes) else 0):
+        g = torch.nonzero(sizes > i).flatten()
+        total[..., g] = total[..., g] + e[..., offsets[g] + i]
+    return e / total.index_select(-1, seg)
 
 
 @register("softmax")
 class Softmax(Layer):
+    #: "gpu": forward_softmax_layer_gpu's loss (tree: masked at -1234); "cpu": softmax_x_ent_cpu as is.
+    semantics: str = "gpu"
+
     def __init__(self, section, index):
         super().__init__(section, index)
         self.groups = section.get_int("groups", 1)
@@ -34,16 +82,53 @@ class Softmax(Layer):
             raise self.error(f"{s.numel} inputs are not divisible by groups={self.groups}")
         return s
 
-    def forward(self, x):
-        t = x / self.temperature if self.temperature != 1 else x
-        if self.spatial:
-            return torch.softmax(t, dim=1)  # over channels, at every position
+    def _softmax(self, x: torch.Tensor, darknet_arith: bool) -> torch.Tensor:
         n = x.shape[0]
-        if self.use_exact and self.tree is None and not self.spatial:
-            return exact.softmax(x.reshape(n, self.groups, -1), 2, self.temperature).reshape(x.shape)
+        if self.spatial:
+            # Only Darknet's GPU layer has spatial=1: a softmax over channels at every position,
+            # at temperature 1.
+            return exact.softmax(x, 1) if darknet_arith else torch.softmax(x, dim=1)
         if self.tree is not None:
-            return group_softmax(t.reshape(n, -1), self.tree, dim=1).reshape(x.shape)
+            flat = x.reshape(n, -1)
+            if darknet_arith:
+                return _exact_group_softmax(flat, self.tree, self.temperature).reshape(x.shape)
+            t = flat / self.temperature if self.temperature != 1 else flat
+            return group_softmax(t, self.tree, dim=1).reshape(x.shape)
+        if darknet_arith:
+            return exact.softmax(x.reshape(n, self.groups, -1), 2, self.temperature).reshape(x.shape)
+        t = x / self.temperature if self.temperature != 1 else x
         return torch.softmax(t.reshape(n, self.groups, -1), dim=2).reshape(x.shape)
+
+    def forward(self, x):
+        if not self.training:
+            return self._softmax(x, self.use_exact)
+        # Training: Darknet back-propagates the delta straight through (the x-ent gradient), so
+        # the output itself needs no autograd and can follow Darknet's arithmetic.
+        with torch.no_grad():
+            y = self._softmax(x, self.exact)
+        return loss_layer_output(x, y)
+
+    def delta(self, output: torch.Tensor, truth, seen: int = 0):
+        """Darknet's ``l.delta`` (shape of ``output``, sign = target − output) and ``l.cost``
+        for this batch's softmax output and its truth rows (B × inputs)."""
+        if self.semantics not in SEMANTICS:
+            raise ValueError(f"softmax semantics must be one of {SEMANTICS}, not {self.semantics!r}")
+        n = output.shape[0]
+        p = output.detach().reshape(n, -1).to(torch.float32)
+        t = torch.as_tensor(truth).detach().to(device=p.device, dtype=torch.float32)
+        if t.numel() != p.numel():
+            raise ValueError(f"layer {self.index} [softmax]: truth has {tuple(t.shape)} values for a batch of "
+                             f"{n} x {p.shape[1]} outputs")
+        t = t.reshape(n, -1)
+        if self.noloss:  # Darknet leaves delta at 0 and the cost at 0 (still counted in the average)
+            return torch.zeros_like(output, dtype=torch.float32), 0.0
+        d = t - p
+        loss = torch.where(t != 0, (-torch.log(p.double())).float(), torch.zeros_like(p))
+        if self.semantics == "gpu" and self.tree is not None:
+            masked = t == SECRET_NUM
+            d = d.masked_fill(masked, 0.)
+            loss = loss.masked_fill(masked, 0.)
+        return d.reshape(output.shape), sequential_sum(loss)
 
     def describe(self):
         return f"softmax                                        {self.out_shape.numel:4d}"
