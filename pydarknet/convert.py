@@ -56,7 +56,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -66,7 +65,8 @@ from torch import nn
 from .cfg import CfgError, parse as parse_cfg
 from .data import DataError, read_names
 from .network import Darknet
-from .weights import Header, WeightsError, expected_size, load_weights, read_header, weights_bytes
+from .weights import (Header, WeightsError, atomic_write, expected_size, load_weights, read_header,
+                      weights_bytes)
 
 __all__ = [
     "ConvertError", "FORMATS", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION",
@@ -95,23 +95,6 @@ class ConvertError(ValueError):
 
 
 # --- small helpers -------------------------------------------------------------
-def _atomic_write(path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _require(module: str, purpose: str, pip_name: str | None = None):
     import importlib
     try:
@@ -253,7 +236,7 @@ def save_checkpoint(net, path) -> None:
         raise ConvertError(f"{net.cfg_path}: the network has no cfg text to embed in the checkpoint")
     buf = io.BytesIO()
     torch.save(checkpoint_dict(net), buf)
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def load_checkpoint(path, cfg=None, *, exact: bool | None = None) -> Darknet:
@@ -305,7 +288,7 @@ def save_safetensors(net, path) -> None:
     meta = {"format": CHECKPOINT_FORMAT, "version": str(CHECKPOINT_VERSION), "cfg": net.cfg_text,
             "cfg_path": str(net.cfg_path), "header": json.dumps(_header_dict(net)),
             "names": json.dumps(list(net.names) if net.names is not None else None)}
-    _atomic_write(path, st.save(tensors, metadata=meta))
+    atomic_write(path, st.save(tensors, metadata=meta))
 
 
 def load_safetensors(path, cfg=None, *, exact: bool | None = None) -> Darknet:
@@ -395,7 +378,7 @@ def load_model(path, cfg=None, fmt: str | None = None, *, exact: bool | None = N
 
 def save_model(net, path, fmt: str, **onnx_options) -> None:
     if fmt == "weights":
-        _atomic_write(path, weights_bytes(net))
+        atomic_write(path, weights_bytes(net))
     elif fmt == "pt":
         save_checkpoint(net, path)
     elif fmt == "safetensors":
@@ -598,7 +581,7 @@ def export_onnx(net, path, *, with_boxes: bool = False, opset: int = DEFAULT_OPS
         onnx.checker.check_model(data)
         if check:
             _check_onnx(data, model, (1 if dynamic else batch,) + shape[1:], output_names, path)
-        _atomic_write(path, data)
+        atomic_write(path, data)
     finally:
         net.train(was_training)
 
@@ -635,11 +618,11 @@ def partial(cfg, weights, out, n: int, *, cfg_out=None) -> Header:
     load_weights_checked(net, weights, min_layers=n)
     net.seen = 0
     header = Header(0, 2, 0, 0)
-    _atomic_write(out, weights_bytes(net, cutoff=n, header=header))
+    atomic_write(out, weights_bytes(net, cutoff=n, header=header))
     if cfg_out is not None:
         if net.cfg_text is None:
             raise ConvertError(f"{cfg}: cannot read the cfg text to truncate")
-        _atomic_write(cfg_out, truncate_cfg_text(net.cfg_text, n, str(cfg)).encode("utf-8"))
+        atomic_write(cfg_out, truncate_cfg_text(net.cfg_text, n, str(cfg)).encode("utf-8"))
     return header
 
 

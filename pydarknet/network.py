@@ -254,4 +254,3 @@ def load_network(cfg, weights=None, *, names=None) -> Darknet:
     if names is not None:
         net.names = list(names)
     return net.eval()
-

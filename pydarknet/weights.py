@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["Header", "WeightsError", "load_weights", "save_weights", "weights_bytes", "read_header"]
+__all__ = ["Header", "WeightsError", "load_weights", "save_weights", "weights_bytes", "read_header",
+           "atomic_write"]
 
 
 class WeightsError(ValueError):
@@ -99,7 +100,7 @@ def load_weights(net, path, cutoff: int | None = None) -> Header:
     header = read_header(buf, path)
     need = expected_size(net, cutoff, header)
     data = np.frombuffer(buf, "<f4", (len(buf) - header.nbytes) // 4, header.nbytes)
-    offset, filled, last_index = 0, 0, -1
+    offset = 0
     with torch.no_grad():
         for layer, params in _layer_blobs(net, cutoff, True):
             size = sum(p.numel() for p in params)
@@ -124,7 +125,6 @@ def load_weights(net, path, cutoff: int | None = None) -> Header:
                 raise WeightsError(
                     f"{path}: layer {layer.index} [{layer.header}] reads a negative batch-norm variance: "
                     f"this file is not for {net.cfg_path} (expected {need} bytes, found {len(buf)})")
-            filled, last_index = filled + 1, layer.index
     used = header.nbytes + 4 * offset
     if used < len(buf) and cutoff is None:
         warnings.warn(f"{path}: {len(buf) - used} trailing bytes after the last layer "
@@ -154,7 +154,12 @@ def save_weights(net, path, cutoff: int | None = None, *, header: Header | str |
     """
     if header == "current":
         header = Header(0, 2, 0, int(net.seen))
-    data = weights_bytes(net, cutoff, header)
+    atomic_write(path, weights_bytes(net, cutoff, header))
+
+
+def atomic_write(path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``:
+    readers (and a crash) see the old file or the new one, never half of one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
     try:

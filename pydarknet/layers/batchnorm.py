@@ -92,6 +92,27 @@ class _TrainBatchNorm(torch.autograd.Function):
         return dx, grad_scale, grad_bias, None, None, None
 
 
+def normalize_and_activate(layer, y: torch.Tensor) -> torch.Tensor:
+    """What follows the product in [convolutional] and [connected]: batch norm (training or
+    inference) or the bias alone, then the activation, in Darknet's arithmetic when exact."""
+    from .. import exact
+    if layer.use_exact:
+        if layer.batch_normalize:
+            y = exact.batch_norm(y, layer.rolling_mean, layer.rolling_variance, layer.scales, layer.bias)
+        else:
+            y = exact.add_bias(y, layer.bias)
+        return exact.activate(y, layer.activation)
+    if layer.batch_normalize and layer.training:
+        # exact: batch statistics summed in Darknet's float order (slower, the same loss as Darknet)
+        y = train_batch_norm(y, layer.scales, layer.bias, layer.rolling_mean, layer.rolling_variance,
+                             darknet_order=layer.exact)
+    elif layer.batch_normalize:
+        y = batch_norm(y, layer.rolling_mean, layer.rolling_variance, layer.scales, layer.bias)
+    else:
+        y = y + _view(layer.bias)
+    return layer._act(y)
+
+
 def train_batch_norm(x, scales, biases, rolling_mean, rolling_variance, momentum_update: bool = True,
                      darknet_order: bool = True):
     """Training forward: normalise with the batch statistics and update the rolling ones in place."""

@@ -10,7 +10,7 @@ from torch import nn
 from .. import exact
 from .activations import ACTIVATIONS, activation
 from .base import Layer, Shape, register
-from .batchnorm import batch_norm, train_batch_norm
+from .batchnorm import normalize_and_activate
 
 
 @register("connected")
@@ -46,23 +46,9 @@ class Connected(Layer):
         return [self.bias, self.weight]
 
     def forward(self, x):
-        if self.use_exact:
-            y = exact.linear(x.flatten(1), self.weight).view(x.shape[0], -1, 1, 1)
-            if self.batch_normalize:
-                y = exact.batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)
-            else:
-                y = exact.add_bias(y, self.bias)
-            return exact.activate(y, self.activation)
-        y = F.linear(x.flatten(1), self.weight).view(x.shape[0], -1, 1, 1)
-        if self.batch_normalize and self.training:
-            # exact: batch statistics summed in Darknet's float order (slower, same loss as Darknet)
-            y = train_batch_norm(y, self.scales, self.bias, self.rolling_mean, self.rolling_variance,
-                                 darknet_order=self.exact)
-        elif self.batch_normalize:
-            y = batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)
-        else:
-            y = y + self.bias.view(1, -1, 1, 1)
-        return self._act(y)
+        y = exact.linear(x.flatten(1), self.weight).view(x.shape[0], -1, 1, 1) if self.use_exact \
+            else F.linear(x.flatten(1), self.weight).view(x.shape[0], -1, 1, 1)
+        return normalize_and_activate(self, y)
 
     def describe(self):
         return f"connected                            {self.in_shapes[0].numel:4d}  ->  {self.outputs:4d}"

@@ -10,7 +10,8 @@ from torch import nn
 from .. import exact
 from .activations import ACTIVATIONS, activation
 from .base import Layer, Shape, register
-from .batchnorm import batch_norm, train_batch_norm
+from .batchnorm import normalize_and_activate
+
 
 @register("convolutional")
 class Convolutional(Layer):
@@ -67,23 +68,9 @@ class Convolutional(Layer):
         return [self.bias, self.weight]
 
     def forward(self, x):
-        if self.use_exact:
-            y = exact.conv2d(x, self.weight, self.stride, self.padding, self.groups)
-            if self.batch_normalize:
-                y = exact.batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)
-            else:
-                y = exact.add_bias(y, self.bias)
-            return exact.activate(y, self.activation)
-        y = F.conv2d(x, self.weight, None, self.stride, self.padding, 1, self.groups)
-        if self.batch_normalize and self.training:
-            # exact: batch statistics summed in Darknet's float order (slower, same loss as Darknet)
-            y = train_batch_norm(y, self.scales, self.bias, self.rolling_mean, self.rolling_variance,
-                                 darknet_order=self.exact)
-        elif self.batch_normalize:
-            y = batch_norm(y, self.rolling_mean, self.rolling_variance, self.scales, self.bias)
-        else:
-            y = y + self.bias.view(1, -1, 1, 1)
-        return self._act(y)
+        y = exact.conv2d(x, self.weight, self.stride, self.padding, self.groups) if self.use_exact \
+            else F.conv2d(x, self.weight, None, self.stride, self.padding, 1, self.groups)
+        return normalize_and_activate(self, y)
 
     def describe(self):
         i, o = self.in_shapes[0], self.out_shape
