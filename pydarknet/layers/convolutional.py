@@ -10,7 +10,7 @@ from torch import nn
 from .. import exact
 from .activations import ACTIVATIONS, activation
 from .base import Layer, Shape, register
-from .batchnorm import normalize_and_activate
+from .batchnorm import bn_denominator, normalize_and_activate
 
 
 @register("convolutional")
@@ -67,7 +67,26 @@ class Convolutional(Layer):
             return [self.bias, self.scales, self.rolling_mean, self.rolling_variance, self.weight]
         return [self.bias, self.weight]
 
+    def _folded(self):
+        """Kernels and bias with the inference batch norm folded in (fast path), cached until
+        any parameter or statistic changes (their version counters move on every write)."""
+        params = (self.weight, self.bias, self.scales, self.rolling_mean, self.rolling_variance)
+        key = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params)
+        if getattr(self, "_fold_key", None) != key:
+            with torch.no_grad():
+                a = self.scales / bn_denominator(self.rolling_variance)
+                self._fold = (self.weight * a.view(-1, 1, 1, 1), self.bias - self.rolling_mean * a)
+            self._fold_key = key
+        return self._fold
+
     def forward(self, x):
+        if self.batch_normalize and not self.training and not self.use_exact:
+            # Folding rounds differently from Darknet's (x - mean) / (sqrt(var) + eps) * scale + bias,
+            # at the float32 noise level the fast path already has.
+            w, b = self._folded()
+            y = F.conv2d(x, w, b, self.stride, self.padding, 1, self.groups)
+            return F.leaky_relu(y, .1, inplace=True) if self.activation == "leaky" and not torch.is_grad_enabled() \
+                else self._act(y)
         y = exact.conv2d(x, self.weight, self.stride, self.padding, self.groups) if self.use_exact \
             else F.conv2d(x, self.weight, None, self.stride, self.padding, 1, self.groups)
         return normalize_and_activate(self, y)
