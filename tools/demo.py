@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pydarknet.cli import demo_main  # noqa: E402
+from pydarknet.demo import demo_main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(demo_main())
