@@ -40,6 +40,8 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 
 from .data import IMAGE_SUFFIXES, DataError, read_names
+from .data import label_path as data_label_path
+from .data import read_labels as data_read_labels
 
 __all__ = [
     "VocError",
@@ -138,24 +140,10 @@ def unconvert_box(size: tuple[float, float], xywh: Sequence[float]) -> tuple[flo
 
 
 # --------------------------------------------------------------------------- paths
-def _find_replace(s: str, orig: str, rep: str) -> str:
-    """Darknet's ``find_replace``: the first occurrence only."""
-    return s.replace(orig, rep, 1)
-
-
 def label_path(image_path: str | os.PathLike) -> str:
-    """Where Darknet's trainer (``fill_truth_detection``) reads the labels of an image.
-
-    The first ``images`` -> ``labels``, then ``JPEGImages`` -> ``labels``, ``raw`` ->
-    ``labels``, and the first ``.jpg``/``.png``/``.JPG``/``.JPEG`` -> ``.txt`` (case matters,
-    and other extensions, ``.jpeg`` included, are not replaced: Darknet would read the image
-    itself as a label file).
-    """
-    p = os.fspath(image_path)
-    for orig, rep in (("images", "labels"), ("JPEGImages", "labels"), ("raw", "labels"),
-                      (".jpg", ".txt"), (".png", ".txt"), (".JPG", ".txt"), (".JPEG", ".txt")):
-        p = _find_replace(p, orig, rep)
-    return p
+    """Where Darknet's trainer reads the labels of an image, exactly as it derives the path
+    (see :func:`pydarknet.data.label_path`; ``.jpeg`` and other extensions are not replaced)."""
+    return data_label_path(image_path, darknet_exact=True)
 
 
 def image_id(path: str | os.PathLike) -> str:
@@ -165,23 +153,11 @@ def image_id(path: str | os.PathLike) -> str:
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
-    """A Darknet label file as an (N, 5) float64 array of ``class x y w h`` rows (empty if missing)."""
-    rows = []
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
+    """A Darknet label file as an (N, 5) float64 array of ``class x y w h`` rows; a missing file
+    (an image without objects) gives no rows.  Bad lines raise DataError naming file and line."""
+    if not Path(path).is_file():
         return np.zeros((0, 5))
-    for lineno, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 5:
-            raise DataError(f"{path}:{lineno}: expected 'class x y w h', got {line.strip()!r}")
-        try:
-            rows.append([float(v) for v in parts])
-        except ValueError:
-            raise DataError(f"{path}:{lineno}: not numbers: {line.strip()!r}") from None
-    return np.array(rows, dtype=np.float64).reshape(-1, 5)
+    return data_read_labels(path).astype(np.float64)
 
 
 def find_image(root: Path, ident: str, filename: str | None = None) -> Path | None:
