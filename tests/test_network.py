@@ -93,12 +93,15 @@ def test_classifier_softmax(name, run, golden_net):
 
 
 def test_forward_is_last_layer_output(golden_net):
-    net = golden_net("mini_yolov2_synth")
-    x = torch.rand(2, 3, net.height, net.width)
+    x = torch.rand(2, 3, 128, 128)
+    fast, exact = golden_net("mini_yolov2_synth"), golden_net("mini_yolov2_synth", exact=True)
     with torch.no_grad():
-        assert torch.equal(net(x), net.layer_outputs(x)[-1])
-        # batch items are independent
-        assert torch.allclose(net(x[1:]), net(x)[1:], atol=1e-6)
+        assert torch.equal(fast(x), fast.layer_outputs(x)[-1])
+        # batch items are independent: bit for bit in exact arithmetic; the fast kernels may
+        # pick another algorithm for another batch size (float32 noise)
+        assert torch.equal(exact(x[1:]), exact(x)[1:])
+        one, two = fast(x[1:]), fast(x)[1:]
+        assert (one - two).abs().max() <= 1e-5 * two.abs().max()
 
 
 def test_wrong_input_size_is_a_clear_error(golden_net):
