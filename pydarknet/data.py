@@ -366,11 +366,11 @@ class DetectionDataset(torch.utils.data.Dataset):
         from .image import load_image
 
         path = self.image_path(index)
+        image = load_image(path)  # a missing picture is reported as such, before its labels
         lpath = label_path(path)
         if not os.path.exists(lpath):
             raise DataError(f"{lpath}: no such label file (for image {path})")
-        labels = read_labels(lpath, self.classes)
-        return load_image(path), labels
+        return image, read_labels(lpath, self.classes)
 
     def make_sample(self, img: torch.Tensor, labels: np.ndarray, width: int, height: int,
                     rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
