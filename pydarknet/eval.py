@@ -604,6 +604,14 @@ def run_valid(net, paths: Sequence[str], out_dir, names: Sequence[str], thresh: 
             "recall_proposals": str(out_dir / "recall_proposals.txt") if recall else None}
 
 
+def _validation_set(data_file: Path):
+    """A .data file's options, class names and validation pictures."""
+    opts = read_data_file(data_file)
+    if "valid" not in opts or "names" not in opts:
+        raise DataError(f"{data_file}: needs valid= and names=")
+    return opts, read_names(_data_path(opts["names"], data_file)), read_list(_data_path(opts["valid"], data_file))
+
+
 def valid_main(argv=None) -> int:
     """``tools/valid.py DATA CFG WEIGHTS``: Darknet's ``detector valid``."""
     import argparse
@@ -632,11 +640,7 @@ def valid_main(argv=None) -> int:
 
     try:
         data_file = Path(args.data)
-        opts = read_data_file(data_file)
-        if "valid" not in opts or "names" not in opts:
-            raise DataError(f"{data_file}: needs valid= and names=")
-        names = read_names(_data_path(opts["names"], data_file))
-        paths = read_list(_data_path(opts["valid"], data_file))
+        opts, names, paths = _validation_set(data_file)
         out_dir = Path(args.out or opts.get("results", "results"))
         net = Darknet(args.cfg, exact=args.exact)
         net.load_weights(args.weights)
@@ -693,11 +697,7 @@ def map_main(argv=None) -> int:
 
     try:
         data_file = Path(args.data)
-        opts = read_data_file(data_file)
-        if "valid" not in opts or "names" not in opts:
-            raise DataError(f"{data_file}: needs valid= and names=")
-        names = read_names(_data_path(opts["names"], data_file))
-        paths = read_list(_data_path(opts["valid"], data_file))
+        opts, names, paths = _validation_set(data_file)
         results = Path(args.results or opts.get("results", "results"))
         truth_file = args.truth or (str(_data_path(opts["valid_truth"], data_file)) if "valid_truth" in opts else None)
         truth = load_truth(paths, names, truth_file, report)

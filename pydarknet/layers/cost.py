@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .base import Layer, register
+from .passthrough import flat_output_and_truth
 from .softmax import SECRET_NUM, SEMANTICS, sequential_sum
 
 COST_TYPES = ("sse", "masked", "smooth", "L1", "seg", "wgan")
@@ -65,13 +66,7 @@ class Cost(Layer):
         if self.semantics not in SEMANTICS:
             raise ValueError(f"cost semantics must be one of {SEMANTICS}, not {self.semantics!r}")
         gpu = self.semantics == "gpu"
-        n = output.shape[0]
-        p = output.detach().reshape(n, -1).to(torch.float32)
-        t = torch.as_tensor(truth).detach().to(device=p.device, dtype=torch.float32)
-        if t.numel() != p.numel():
-            raise ValueError(f"layer {self.index} [cost]: truth has {tuple(t.shape)} values for a batch of "
-                             f"{n} x {p.shape[1]} inputs")
-        t = t.reshape(n, -1)
+        p, t = flat_output_and_truth(self, output, truth)
         inputs = p.shape[1]
         if gpu and self.smooth:
             t = t * torch.tensor(_F(1 - _F(self.smooth))) + torch.tensor(_F(self.smooth * 1. / inputs))

@@ -24,6 +24,17 @@ class _Passthrough(torch.autograd.Function):
         return torch.where(mask, grad * (1 - y) * y, grad), None, None
 
 
+def flat_output_and_truth(layer, output: torch.Tensor, truth):
+    """(predictions, truth) as B × n float32 rows, checking the truth holds one value per output."""
+    n = output.shape[0]
+    p = output.detach().reshape(n, -1).to(torch.float32)
+    t = torch.as_tensor(truth).detach().to(device=p.device, dtype=torch.float32)
+    if t.numel() != p.numel():
+        raise ValueError(f"layer {layer.index} [{layer.header}]: truth has {tuple(t.shape)} values for a batch of "
+                         f"{n} x {p.shape[1]} outputs")
+    return p, t.reshape(n, -1)
+
+
 def loss_layer_output(x: torch.Tensor, y: torch.Tensor, logistic_mask: torch.Tensor | None = None):
     """Return ``y`` (computed from ``x`` without autograd) so that d/dx = d/dy, times
     σ(1−σ) = (1−y)·y where ``logistic_mask`` is set."""

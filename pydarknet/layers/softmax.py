@@ -23,7 +23,7 @@ import torch
 from .. import exact
 from ..tree import group_softmax, read_tree, resolve_data_path
 from .base import Layer, register
-from .passthrough import loss_layer_output
+from .passthrough import flat_output_and_truth, loss_layer_output
 
 SECRET_NUM = -1234.0
 SEMANTICS = ("gpu", "cpu")
@@ -113,13 +113,7 @@ class Softmax(Layer):
         for this batch's softmax output and its truth rows (B × inputs)."""
         if self.semantics not in SEMANTICS:
             raise ValueError(f"softmax semantics must be one of {SEMANTICS}, not {self.semantics!r}")
-        n = output.shape[0]
-        p = output.detach().reshape(n, -1).to(torch.float32)
-        t = torch.as_tensor(truth).detach().to(device=p.device, dtype=torch.float32)
-        if t.numel() != p.numel():
-            raise ValueError(f"layer {self.index} [softmax]: truth has {tuple(t.shape)} values for a batch of "
-                             f"{n} x {p.shape[1]} outputs")
-        t = t.reshape(n, -1)
+        p, t = flat_output_and_truth(self, output, truth)
         if self.noloss:  # Darknet leaves delta at 0 and the cost at 0 (still counted in the average)
             return torch.zeros_like(output, dtype=torch.float32), 0.0
         d = t - p
