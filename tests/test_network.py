@@ -140,3 +140,19 @@ def test_default_network_is_bit_exact_and_training_uses_autograd(recipe_weights)
     x = torch.from_numpy(z["input"])[None].repeat(2, 1, 1, 1).requires_grad_()
     net(x).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_resize_reinfers_every_shape_for_multiscale():
+    from pydarknet import BuildError, Darknet
+    net = Darknet(golden_dir() / "mini_yolov2_synth" / "mini-yolov2.cfg", exact=False).eval()
+    net.resize(192, 160)
+    assert (net.width, net.height) == (192, 160)
+    assert tuple(net.output_shape) == (125, 5, 6)
+    assert tuple(net.layers[18].out_shape) == (32, 5, 6)  # the reorg follows the passthrough
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 160, 192)).shape == (1, 125, 5, 6)
+    # 136 = 17 grid cells at layer 10, which the reorg (stride 2) cannot split: a clear error,
+    # and the network keeps its previous size
+    with pytest.raises(BuildError, match=r"layer 18 \[reorg\]: input 9x9 is not divisible by stride 2"):
+        net.resize(136, 136)
+    assert (net.width, net.height) == (192, 160) and tuple(net.output_shape) == (125, 5, 6)
