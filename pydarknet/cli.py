@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import warnings
@@ -76,6 +77,8 @@ def detect_main(argv=None) -> int:
                          "instead of bit-identical")
     args = ap.parse_args(argv)
     warnings.showwarning = _warn_to_stderr
+    if hasattr(signal, "SIGPIPE"):  # `detect.py ... | head` ends quietly, as a C program does
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     text_out = sys.stderr if args.json else sys.stdout
 
     try:

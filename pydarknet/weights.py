@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +158,18 @@ def save_weights(net, path, cutoff: int | None = None, *, header: Header | str |
     atomic_write(path, weights_bytes(net, cutoff, header))
 
 
+def _remove_stale_temporaries(path: Path, age: float = 3600.) -> None:
+    """Temporary files of ``path`` left by a writer that was killed (older than ``age`` seconds,
+    so that a concurrent writer's file is never touched)."""
+    now = time.time()
+    for stale in path.parent.glob(path.name + ".*.tmp"):
+        try:
+            if now - stale.stat().st_mtime > age:
+                stale.unlink()
+        except OSError:
+            pass
+
+
 def atomic_write(path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``:
     readers (and a crash) see the old file or the new one, never half of one."""
@@ -172,6 +185,7 @@ def atomic_write(path, data: bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+        _remove_stale_temporaries(path)
     except BaseException:
         try:
             os.unlink(tmp)

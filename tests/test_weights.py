@@ -169,3 +169,27 @@ def test_connected_layer_order_and_transposed_old_files(tmp_path):
     assert torch.equal(net2.layers[0].weight, net.layers[0].weight)
     net2.save_weights(tmp_path / "old2")
     assert (tmp_path / "old2").read_bytes() == old
+
+
+def test_stale_temporaries_of_a_killed_writer_are_cleaned(tmp_path):
+    import os
+    import time
+    cfg, data, _ = recipe("mini_yolov2_synth")
+    (tmp_path / "w").write_bytes(data)
+    net = Darknet(cfg)
+    net.load_weights(tmp_path / "w")
+    old, fresh = tmp_path / "w.abc123.tmp", tmp_path / "w.def456.tmp"
+    old.write_bytes(b"half a file")
+    fresh.write_bytes(b"another writer, still busy")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    net.save_weights(tmp_path / "w")
+    assert not old.exists() and fresh.exists()
+    assert (tmp_path / "w").read_bytes() == data
+    assert oct((tmp_path / "w").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask():
+    import os
+    m = os.umask(0)
+    os.umask(m)
+    return m
