@@ -20,6 +20,7 @@ __all__ = [
     "PrintedRow",
     "box_iou",
     "decode_region",
+    "decode_region_tree",
     "detection_rows",
     "nms_sort",
     "printed",
@@ -122,6 +123,42 @@ def decode_region(
     probs = prob.permute(0, 2, 3, 1).reshape(num * H * W, classes)
     index = torch.arange(num * H * W, device=device, dtype=torch.int64)
     return Detections(boxes, objectness.reshape(-1), probs, index)
+
+
+def decode_region_tree(
+    output: Tensor,
+    anchors: Sequence[float],
+    num: int,
+    tree,
+    coords: int = 4,
+    thresh: float = 0.5,
+    hier_thresh: float = 0.5,
+    im_w: int | None = None,
+    im_h: int | None = None,
+    net_w: int | None = None,
+    net_h: int | None = None,
+    letterbox: bool = True,
+    relative: bool = True,
+) -> Detections:
+    """``get_region_detections`` for a ``[region]`` with a WordTree (YOLO9000, ``map`` 0).
+
+    Boxes and objectness as :func:`decode_region`; the class entries (conditional, softmaxed
+    within each group) go through ``hierarchy_predictions(only_leaves=0)`` once, then
+    ``hierarchy_top_prediction(hier_thresh)`` picks ONE node per box, whose prob is the
+    objectness (``obj > thresh ? obj : 0``), not objectness times the class probability.
+    """
+    from .tree import hierarchy_predictions, hierarchy_top_prediction
+
+    classes = tree.n
+    dets = decode_region(output, anchors, num, classes, coords, thresh, im_w, im_h, net_w, net_h,
+                         letterbox, relative)
+    _, H, W = output.shape
+    out = output.to(_F32).reshape(num, coords + 1 + classes, H, W)
+    cls = out[:, coords + 1:].permute(0, 2, 3, 1).reshape(num * H * W, classes)
+    top = hierarchy_top_prediction(hierarchy_predictions(cls, tree, False), tree, hier_thresh)
+    probs = torch.zeros_like(dets.probs)
+    probs[torch.arange(len(dets), device=probs.device), top.to(probs.device)] = dets.objectness
+    return Detections(dets.boxes, dets.objectness, probs, dets.index)
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:

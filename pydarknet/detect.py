@@ -52,10 +52,17 @@ def detect_tensor(net, output: torch.Tensor, im_w: int, im_h: int, thresh: float
     layer = net.detection_layer
     if layer is None or layer.kind != "region":
         raise ValueError(f"{net.cfg_path}: detection needs a [region] output layer")
-    if getattr(layer, "tree", None) is not None:
-        raise NotImplementedError("WordTree (YOLO9000) detection is not supported yet")
-    dets = boxmod.decode_region(output.detach().float().cpu(), layer.anchors, layer.num, layer.classes,
-                                layer.coords, thresh, im_w, im_h, net.width, net.height)
+    tree = getattr(layer, "tree", None)
+    if tree is not None:
+        # YOLO9000: one WordTree node per box (hierarchy_top_prediction), prob = objectness
+        if tree.n != layer.classes:
+            raise ValueError(f"{net.cfg_path}: classes={layer.classes} but the tree has {tree.n} nodes")
+        dets = boxmod.decode_region_tree(output.detach().float().cpu(), layer.anchors, layer.num, tree,
+                                         layer.coords, thresh, hier_thresh, im_w, im_h,
+                                         net.width, net.height)
+    else:
+        dets = boxmod.decode_region(output.detach().float().cpu(), layer.anchors, layer.num, layer.classes,
+                                    layer.coords, thresh, im_w, im_h, net.width, net.height)
     if nms:
         dets = boxmod.nms_sort(dets, layer.classes, nms)
     names = net.names

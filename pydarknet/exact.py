@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["conv2d", "linear", "add_bias", "batch_norm", "activate", "logistic", "softmax", "mean_hw"]
+__all__ = ["conv2d", "linear", "add_bias", "batch_norm", "activate", "logistic", "softmax", "group_softmax",
+           "mean_hw"]
 
 _EPS = float(torch.tensor(1e-6, dtype=torch.float32))  # the float literal .000001f, widened
 
@@ -103,3 +104,21 @@ def mean_hw(x: torch.Tensor) -> torch.Tensor:
     for i in range(h * w):
         total = total + flat[:, :, i]
     return (total / torch.tensor(float(h * w), dtype=torch.float32)).view(n, c, 1, 1)
+
+
+def group_softmax(x: torch.Tensor, tree, temperature: float = 1.) -> torch.Tensor:
+    """Darknet's softmax() within each tree group of the last dim: float max, exp in double of
+    the float difference, a sequential float sum in group order, a float division."""
+    t = torch.tensor(temperature, dtype=torch.float32)
+    seg = tree.group_index().to(x.device)
+    shape = (*x.shape[:-1], tree.groups)
+    mx = torch.full(shape, float("-inf"), dtype=x.dtype, device=x.device)
+    mx = mx.scatter_reduce(-1, seg.expand_as(x), x, "amax", include_self=True)
+    e = torch.exp((x / t - mx.index_select(-1, seg) / t).double()).float()
+    offsets = torch.tensor(tree.group_offset, device=x.device)
+    sizes = torch.tensor(tree.group_size, device=x.device)
+    total = torch.zeros(shape, dtype=torch.float32, device=x.device)
+    for i in range(int(sizes.max()) if len(sizes) else 0):
+        g = torch.nonzero(sizes > i).flatten()
+        total[..., g] = total[..., g] + e[..., offsets[g] + i]
+    return e / total.index_select(-1, seg)

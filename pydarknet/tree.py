@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["WordTree", "read_tree", "group_softmax", "resolve_data_path", "hierarchy_predictions"]
+__all__ = ["WordTree", "read_tree", "group_softmax", "resolve_data_path", "hierarchy_predictions",
+           "hierarchy_top_prediction"]
 
 
 @dataclass
@@ -102,3 +103,61 @@ def hierarchy_predictions(probs: torch.Tensor, tree: WordTree, only_leaves: bool
     if only_leaves:
         p[..., [j for j in range(tree.n) if not tree.leaf[j]]] = 0
     return p
+
+
+def hierarchy_top_prediction(probs: torch.Tensor, tree: WordTree, thresh: float) -> torch.Tensor:
+    """Darknet's ``hierarchy_top_prediction`` for every row of ``probs`` (..., tree.n), which
+    holds absolute probabilities (after :func:`hierarchy_predictions`).  Returns int64 node
+    indices of shape ``probs.shape[:-1]``.
+
+    Greedy descent from group 0: in the current group take the first largest value (strict
+    ``>`` starting from 0, index 0 when nothing beats 0); while ``p*max > thresh`` (float32,
+    ``p *= max``: the products double count) go on into that node's children, stopping at a
+    leaf.  A failed test returns the best root in group 0, else the group's parent node."""
+    p_in = probs.detach().to(torch.float32)
+    if p_in.shape[-1] != tree.n:
+        raise ValueError(f"{p_in.shape[-1]} values but the tree has {tree.n} nodes")
+    lead = p_in.shape[:-1]
+    vals = p_in.reshape(-1, tree.n)
+    device = vals.device
+    rows = vals.shape[0]
+    node_group = torch.tensor(tree.group, dtype=torch.int64, device=device)
+    child = torch.tensor(tree.child, dtype=torch.int64, device=device)
+    group_parent = torch.tensor([tree.parent[o] for o in tree.group_offset], dtype=torch.int64, device=device)
+    th = torch.tensor(thresh, dtype=torch.float32, device=device)
+    zero = torch.zeros((), dtype=torch.float32, device=device)
+    neg_inf = torch.tensor(float("-inf"), dtype=torch.float32, device=device)
+    # NaN never wins `val > max`: treat it as -inf
+    vals = torch.where(torch.isnan(vals), neg_inf, vals)
+
+    p = torch.ones(rows, dtype=torch.float32, device=device)
+    group = torch.zeros(rows, dtype=torch.int64, device=device)
+    result = torch.zeros(rows, dtype=torch.int64, device=device)
+    active = torch.ones(rows, dtype=torch.bool, device=device)
+    for _ in range(tree.n + 1):
+        if not bool(active.any()):
+            break
+        idx = torch.nonzero(active).flatten()
+        g = group[idx]
+        in_group = node_group.unsqueeze(0) == g.unsqueeze(1)
+        v = torch.where(in_group, vals[idx], neg_inf)
+        mx, arg = v.max(dim=-1)  # first index of the maximum
+        beats = mx > zero
+        max_i = torch.where(beats, arg, torch.zeros_like(arg))
+        mx = torch.where(beats, mx, zero)
+        prod = p[idx] * mx
+        go = prod > th
+        nxt = child[max_i]
+        # test passed: descend, or stop at a leaf
+        p[idx] = torch.where(go, prod, p[idx])
+        group[idx] = torch.where(go, nxt, g)
+        leaf_stop = go & (nxt < 0)
+        fail = ~go
+        res = torch.where(fail & (g != 0), group_parent[g], max_i)
+        done = leaf_stop | fail
+        result[idx[done]] = res[done]
+        active[idx[done]] = False
+    else:
+        if bool(active.any()):
+            raise ValueError("hierarchy_top_prediction: the descent does not end (thresh < 0?)")
+    return result.reshape(lead)

@@ -83,7 +83,8 @@ class Region(Layer):
         if self.tree is not None:
             # What Darknet's GPU kernel computes.  Its CPU tree branch is broken (divides by an
             # unset temperature and mis-indexes; pjreddie/darknet #143, #144), so we follow the GPU.
-            cls = group_softmax(cls, self.tree, dim=2)
+            cls = exact.group_softmax(cls.movedim(2, -1), self.tree).movedim(-1, 2) if self.use_exact \
+                else group_softmax(cls, self.tree, dim=2)
         elif self.softmax:
             cls = exact.softmax(cls, 2) if self.use_exact else torch.softmax(cls, dim=2)
         y = torch.cat([xy, coords, obj, cls], dim=2).view(n, -1, h, w)

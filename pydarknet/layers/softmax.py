@@ -35,24 +35,6 @@ def sequential_sum(values: torch.Tensor) -> float:
     return float(np.add.accumulate(a, dtype=np.float32)[-1]) if a.size else 0.0
 
 
-def _exact_group_softmax(x: torch.Tensor, tree, temperature: float) -> torch.Tensor:
-    """Darknet's softmax() within each tree group of the last dim: float max, exp in double of
-    the float difference, a sequential float sum in group order, a float division."""
-    t = torch.tensor(temperature, dtype=torch.float32)
-    seg = tree.group_index().to(x.device)
-    shape = (*x.shape[:-1], tree.groups)
-    mx = torch.full(shape, float("-inf"), dtype=x.dtype, device=x.device)
-    mx = mx.scatter_reduce(-1, seg.expand_as(x), x, "amax", include_self=True)
-    e = torch.exp((x / t - mx.index_select(-1, seg) / t).double()).float()
-    offsets = torch.tensor(tree.group_offset, device=x.device)
-    sizes = torch.tensor(tree.group_size, device=x.device)
-    total = torch.zeros(shape, dtype=torch.float32, device=x.device)
-    for i in range(int(sizes.max()) if len(sizes) else 0):
-        g = torch.nonzero(sizes > i).flatten()
-        total[..., g] = total[..., g] + e[..., offsets[g] + i]
-    return e / total.index_select(-1, seg)
-
-
 @register("softmax")
 class Softmax(Layer):
     #: "gpu": forward_softmax_layer_gpu's loss (tree: masked at -1234); "cpu": softmax_x_ent_cpu as is.
@@ -91,7 +73,7 @@ class Softmax(Layer):
         if self.tree is not None:
             flat = x.reshape(n, -1)
             if darknet_arith:
-                return _exact_group_softmax(flat, self.tree, self.temperature).reshape(x.shape)
+                return exact.group_softmax(flat, self.tree, self.temperature).reshape(x.shape)
             t = flat / self.temperature if self.temperature != 1 else flat
             return group_softmax(t, self.tree, dim=1).reshape(x.shape)
         if darknet_arith:
