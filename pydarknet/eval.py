@@ -37,7 +37,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .data import DataError, read_data_file, read_list, read_names
+from .data import DataConfig, DataError
 from .voc import VocError, convert_box, image_id, label_path, parse_annotation, read_labels, \
     read_truth_json, unconvert_box
 
@@ -605,11 +605,12 @@ def run_valid(net, paths: Sequence[str], out_dir, names: Sequence[str], thresh: 
 
 
 def _validation_set(data_file: Path):
-    """A .data file's options, class names and validation pictures."""
-    opts = read_data_file(data_file)
-    if "valid" not in opts or "names" not in opts:
+    """A .data file (DataConfig: its options, paths resolved as Darknet and beside the file),
+    its class names and its validation pictures."""
+    data = DataConfig.from_file(data_file)
+    if "valid" not in data.options or "names" not in data.options:
         raise DataError(f"{data_file}: needs valid= and names=")
-    return opts, read_names(_data_path(opts["names"], data_file)), read_list(_data_path(opts["valid"], data_file))
+    return data, data.class_names(), data.valid_list()
 
 
 def valid_main(argv=None) -> int:
@@ -640,8 +641,8 @@ def valid_main(argv=None) -> int:
 
     try:
         data_file = Path(args.data)
-        opts, names, paths = _validation_set(data_file)
-        out_dir = Path(args.out or opts.get("results", "results"))
+        data, names, paths = _validation_set(data_file)
+        out_dir = Path(args.out or data.options.get("results", "results"))
         net = Darknet(args.cfg, exact=args.exact)
         net.load_weights(args.weights)
         net.names = names
@@ -653,7 +654,7 @@ def valid_main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     summary.update({"data": str(data_file), "cfg": args.cfg, "weights": args.weights,
-                    "names": list(names), "valid": opts["valid"]})
+                    "names": list(names), "valid": data.options["valid"]})
     (out_dir / "valid.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{summary['images']} images in {summary['seconds']:.2f} s ({summary['images_per_second']:.2f} images/s); "
           f"results in {out_dir}/{args.prefix}<class>.txt", file=sys.stderr)
@@ -662,13 +663,6 @@ def valid_main(argv=None) -> int:
 
 
 # --------------------------------------------------------------------------- command line
-def _data_path(value: str, data_file: Path) -> Path:
-    p = Path(value)
-    if not p.is_absolute() and not p.exists() and (data_file.parent / p).exists():
-        return data_file.parent / p
-    return p
-
-
 def map_main(argv=None) -> int:
     """``tools/map.py``: VOC AP/mAP of comp4 result files against the ground truth."""
     import argparse
@@ -697,9 +691,10 @@ def map_main(argv=None) -> int:
 
     try:
         data_file = Path(args.data)
-        opts, names, paths = _validation_set(data_file)
-        results = Path(args.results or opts.get("results", "results"))
-        truth_file = args.truth or (str(_data_path(opts["valid_truth"], data_file)) if "valid_truth" in opts else None)
+        data, names, paths = _validation_set(data_file)
+        results = Path(args.results or data.options.get("results", "results"))
+        truth_file = args.truth or (str(data.resolve(data.options["valid_truth"]))
+                                    if "valid_truth" in data.options else None)
         truth = load_truth(paths, names, truth_file, report)
         dets = read_comp4(results, names, args.prefix, report)
     except (DataError, OSError) as e:
