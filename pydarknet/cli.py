@@ -24,7 +24,7 @@ from .weights import WeightsError
 USER_ERRORS = (CfgError, WeightsError, DataError, ImageError, FileNotFoundError)
 
 
-def _warn_to_stderr(message, category, filename, lineno, file=None, line=None):
+def warn_to_stderr(message, category, filename, lineno, file=None, line=None):
     print(f"warning: {message}", file=sys.stderr)
 
 
@@ -76,7 +76,7 @@ def detect_main(argv=None) -> int:
                     help="plain PyTorch arithmetic: several times faster, within ~1e-5 of Darknet "
                          "instead of bit-identical")
     args = ap.parse_args(argv)
-    warnings.showwarning = _warn_to_stderr
+    warnings.showwarning = warn_to_stderr
     if hasattr(signal, "SIGPIPE"):  # `detect.py ... | head` ends quietly, as a C program does
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     text_out = sys.stderr if args.json else sys.stdout
@@ -142,7 +142,7 @@ def _train_worker(rank: int, world: int, port: int, cfg_kwargs: dict, devices: l
     from .trainloop import TrainConfig, train_detector
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    warnings.showwarning = _warn_to_stderr
+    warnings.showwarning = warn_to_stderr
     if devices[rank].startswith("cuda"):
         torch.cuda.set_device(devices[rank])
     if threads:
@@ -220,7 +220,7 @@ def train_main(argv=None) -> int:
                     help="batch-norm sums in Darknet's float order (slower; loss within ~1e-6 of Darknet's)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_intermixed_args(argv)   # options may come before or after WEIGHTS
-    warnings.showwarning = _warn_to_stderr
+    warnings.showwarning = warn_to_stderr
     if args.procs < 1:
         ap.error("--procs must be at least 1")
     devices = [f"cuda:{g.strip()}" for g in args.gpus.split(",")] if args.gpus else ["cpu"] * args.procs

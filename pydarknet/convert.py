@@ -630,10 +630,6 @@ def partial(cfg, weights, out, n: int, *, cfg_out=None) -> Header:
 USER_ERRORS = (ConvertError, CfgError, WeightsError, DataError, OSError)
 
 
-def _warn_to_stderr(message, category, filename, lineno, file=None, line=None):
-    print(f"warning: {message}", file=sys.stderr)
-
-
 def convert_main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="convert.py",
@@ -652,7 +648,8 @@ def convert_main(argv=None) -> int:
     ap.add_argument("--no-check", action="store_true",
                     help="ONNX: do not compare ONNX Runtime's output with PyTorch's before writing")
     args = ap.parse_args(argv)
-    warnings.showwarning = _warn_to_stderr
+    from .cli import warn_to_stderr
+    warnings.showwarning = warn_to_stderr
     try:
         fmt = target_format(args.dst, args.to)
         if fmt != "onnx" and (args.with_boxes or args.batch != "dynamic" or args.opset != DEFAULT_OPSET):
@@ -680,7 +677,8 @@ def partial_main(argv=None) -> int:
     ap.add_argument("n", type=int, metavar="N", help="number of layers to keep")
     ap.add_argument("--cfg-out", help="also write the cfg truncated to N layers")
     args = ap.parse_args(argv)
-    warnings.showwarning = _warn_to_stderr
+    from .cli import warn_to_stderr
+    warnings.showwarning = warn_to_stderr
     try:
         partial(args.cfg, args.weights, args.out, args.n, cfg_out=args.cfg_out)
     except USER_ERRORS as e:
