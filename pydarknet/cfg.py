@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyparsing as pp
 
-__all__ = ["CfgError", "CfgWarning", "Option", "Section", "parse", "parse_file",
+__all__ = ["CfgError", "CfgWarning", "Option", "Section", "parse", "parse_file", "read_cfg_text",
            "SECTION_ALIASES", "canonical_kind"]
 
 
@@ -198,14 +198,18 @@ def parse(text: str, path: str = "<string>") -> list[Section]:
     return sections
 
 
-def parse_file(path) -> list[Section]:
+def read_cfg_text(path) -> str:
+    """A cfg file's text; unreadable files are CfgErrors naming the file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig", errors="strict")
+        return path.read_text(encoding="utf-8-sig", errors="strict")
     except FileNotFoundError:
         raise CfgError(f"{path}: no such cfg file") from None
     except UnicodeDecodeError as e:
         raise CfgError(f"{path}: not a text file ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise CfgError(f"{path}: cannot read ({e.strerror})") from None
-    return parse(text, str(path))
+
+
+def parse_file(path) -> list[Section]:
+    return parse(read_cfg_text(path), str(path))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -123,8 +122,8 @@ class Darknet(nn.Module):
         super().__init__()
         if text is None:
             self.cfg_path = str(cfg)
-            self.cfg_text = Path(cfg).read_text(encoding="utf-8-sig") if Path(cfg).is_file() else None
-            sections = cfgmod.parse_file(cfg)
+            self.cfg_text = cfgmod.read_cfg_text(cfg)
+            sections = cfgmod.parse(self.cfg_text, self.cfg_path)
         else:
             self.cfg_path, self.cfg_text = str(cfg or "<string>"), text
             sections = cfgmod.parse(text, self.cfg_path)

@@ -110,9 +110,15 @@ def test_inconsistent_graphs_fail_at_build_with_index_and_line(body, match):
         Darknet("x.cfg", text=NET + body)
 
 
-def test_missing_and_binary_files():
+def test_missing_and_binary_files(tmp_path):
     with pytest.raises(CfgError, match="no such cfg file"):
         parse_file("/nonexistent/yolo.cfg")
+    with pytest.raises(CfgError, match="no such cfg file"):
+        Darknet("/nonexistent/yolo.cfg")
+    binary = tmp_path / "yolo.weights.cfg"
+    binary.write_bytes(b"[net]\n\xff\xfe\x00\x01")
+    with pytest.raises(CfgError, match=r"yolo\.weights\.cfg: not a text file"):
+        Darknet(binary)
 
 
 def test_user_errors_reach_the_cli_without_traceback(tmp_path):
