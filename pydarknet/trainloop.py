@@ -657,12 +657,3 @@ def _train(cfg: TrainConfig, out, rank: int, world: int) -> TrainResult:
     if main and log_path.exists():
         _plot_loss(log_path, backup / f"{base}_loss.png")
     return TrainResult(final, stop.requested, k, trainer.batch_num, int(net.seen), skipped)
-
-
-def threading_main() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-def seed_everything(seed: int) -> None:
-    np.random.seed(seed)
-    torch.manual_seed(seed)

@@ -57,7 +57,6 @@ class Region(Layer):
             if self.tree.n != self.classes:
                 raise g.error(f"classes={self.classes} but the tree {self.tree_file} has {self.tree.n} nodes",
                               "classes")
-        self.register_buffer("biases", torch.tensor(self.anchors, dtype=torch.float32), persistent=False)
 
     @property
     def entries(self) -> int:
