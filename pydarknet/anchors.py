@@ -12,17 +12,15 @@ Darknet's ``[region] anchors=`` units, grid cells of 32 network pixels
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from .data import DataError, read_data_file, read_list
-from .voc import label_path, read_labels
+from .data import label_path, read_labels
 
 __all__ = [
     "wh_iou",
@@ -36,8 +34,6 @@ __all__ = [
     "from_grid",
     "cfg_anchors",
     "format_anchors",
-    "plot_curve",
-    "main",
 ]
 
 STRIDE = 32
@@ -165,13 +161,13 @@ def load_boxes(source, min_size: float = 0.001, report=None) -> tuple[np.ndarray
         raise DataError(f"{list_path}: no images listed")
     chunks, missing, dropped = [], 0, 0
     for p in paths:
-        lp = label_path(p)
+        lp = label_path(p, darknet_exact=True)
         if not os.path.isfile(lp):
             missing += 1
             if missing <= 5:
                 report(f"warning: {p}: no label file {lp}")
             continue
-        rows = read_labels(lp)
+        rows = read_labels(lp).astype(np.float64)
         ok = (rows[:, 3] >= min_size) & (rows[:, 4] >= min_size)
         dropped += int((~ok).sum())
         chunks.append(rows[ok, 3:5])
@@ -226,108 +222,3 @@ def format_anchors(grid: np.ndarray, digits: int = 6) -> str:
     """``anchors = w1,h1,  w2,h2, ...`` ready to paste into a cfg's [region] section."""
     pairs = [f"{w:.{digits}g},{h:.{digits}g}" for w, h in np.asarray(grid).reshape(-1, 2)]
     return "anchors = " + ",  ".join(pairs)
-
-
-def plot_curve(curve: Sequence[KMeansResult], path, chosen_k: int | None = None,
-               cfg_point: tuple[int, float, str] | None = None, title: str = "") -> None:
-    """YOLOv2's Figure 2: avg IoU against k (left) and the chosen k's priors as boxes (right)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.patches import Rectangle
-    except ImportError:
-        raise DataError("--plot needs matplotlib: pip install matplotlib") from None
-    ks = [len(r.centroids) for r in curve]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
-    ax.plot(ks, [r.avg_iou for r in curve], "o-", color="tab:blue", label="k-means (1 - IoU)")
-    if cfg_point is not None:
-        ax.plot([cfg_point[0]], [cfg_point[1]], "s", color="tab:red", label=f"cfg anchors ({cfg_point[2]})")
-    ax.set_xlabel("# clusters (k)")
-    ax.set_ylabel("avg IoU with the closest centroid")
-    ax.set_xticks(ks)
-    ax.grid(alpha=.3)
-    ax.legend(loc="lower right")
-    ax.set_title(title or "Dimension clusters")
-    pick = next((r for r in curve if len(r.centroids) == chosen_k), curve[-1])
-    for w, h in pick.centroids:
-        ax2.add_patch(Rectangle((0.5 - w / 2, 0.5 - h / 2), w, h, fill=False, lw=1.5))
-    ax2.set_xlim(0, 1)
-    ax2.set_ylim(1, 0)
-    ax2.set_aspect("equal")
-    ax2.set_title(f"k = {len(pick.centroids)} priors (relative to the image)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-# --------------------------------------------------------------------------- command line
-def main(argv=None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(
-        prog="anchors.py",
-        description="Anchors for a [region] layer by k-means on the training boxes (d = 1 - IoU), "
-                    "as YOLOv2's dimension clusters.")
-    ap.add_argument("source", metavar="DATA|LIST", help=".data file (its train= list) or a list of images")
-    ap.add_argument("-k", type=int, default=5, help="number of anchors (5)")
-    ap.add_argument("--width", type=int, help="network width (default: --cfg's, else 416)")
-    ap.add_argument("--height", type=int, help="network height (default: --cfg's, else 416)")
-    ap.add_argument("--kmax", type=int, help="avg-IoU table for k = 1..KMAX (default: max(k, 10))")
-    ap.add_argument("--seed", type=int, default=0, help="random seed (0); the same seed gives the same anchors")
-    ap.add_argument("--n-init", type=int, default=10, help="k-means++ restarts, the best kept (10)")
-    ap.add_argument("--cfg", help="compare with this cfg's [region] anchors (Table 1 of the paper)")
-    ap.add_argument("--plot", metavar="FILE.png", help="write Figure 2 (avg IoU vs k) here (needs matplotlib)")
-    ap.add_argument("--json", action="store_true",
-                    help='print only {"anchors": [[w, h], ...], "avg_iou": x} (grid units)')
-    args = ap.parse_args(argv)
-    try:
-        cfg_rel = None
-        width, height = args.width, args.height
-        if args.cfg:
-            cfg_rel, cw, ch = cfg_anchors(args.cfg)
-            width, height = width or cw, height or ch
-        width, height = width or 416, height or 416
-        wh, info = load_boxes(args.source)
-        if len(wh) == 0:
-            raise DataError(f"{args.source}: no boxes in the label files")
-        best = kmeans(wh, args.k, args.seed, args.n_init)
-    except (DataError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    grid = to_grid(best.centroids, width, height)
-    if args.json:
-        print(json.dumps({"anchors": grid.tolist(), "avg_iou": best.avg_iou}))
-        return 0
-    kmax = args.kmax or max(args.k, 10)
-    curve = iou_curve(wh, kmax, args.seed, args.n_init)
-    curve = [best if len(r.centroids) == args.k else r for r in curve]
-    print(f"{info['boxes']} boxes from {info['images']} images ({info['list']})"
-          + (f"; {info['missing_labels']} without labels" if info["missing_labels"] else ""))
-    print("  k  avg IoU")
-    for r in curve:
-        print(f"{len(r.centroids):3d}  {100 * r.avg_iou:6.2f}%{'   <-' if len(r.centroids) == args.k else ''}")
-    print(f"k-means anchors, k={args.k}, seed {args.seed}, for a {width}x{height} network "
-          f"(grid cells of {STRIDE} px), avg IoU {100 * best.avg_iou:.2f}%:")
-    print(format_anchors(grid))
-    cfg_point = None
-    if cfg_rel is not None:
-        cfg_iou = avg_iou(wh, cfg_rel)
-        n = len(cfg_rel)
-        same_k = next((r for r in curve if len(r.centroids) == n), None)
-        print("\nTable 1 (avg IoU of the boxes with their closest prior):")
-        print(f"  {'prior generation':<38} {'#':>3}  avg IoU")
-        print(f"  {'cfg anchors (' + Path(args.cfg).name + ')':<38} {n:3d}  {100 * cfg_iou:6.2f}%")
-        print(f"  {'k-means (1 - IoU)':<38} {args.k:3d}  {100 * best.avg_iou:6.2f}%")
-        if same_k is not None and n != args.k:
-            print(f"  {'k-means (1 - IoU)':<38} {n:3d}  {100 * same_k.avg_iou:6.2f}%")
-        cfg_point = (n, cfg_iou, Path(args.cfg).name)
-    if args.plot:
-        try:
-            plot_curve(curve, args.plot, args.k, cfg_point, title=f"{Path(info['list']).name}: avg IoU vs k")
-        except DataError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        print(f"figure: {args.plot}")
-    return 0

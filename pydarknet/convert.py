@@ -51,11 +51,9 @@ zero the scores ``<= thresh``, map the boxes out of the letterbox and run NMS.
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -63,7 +61,7 @@ import torch
 from torch import nn
 
 from .cfg import CfgError, parse as parse_cfg
-from .data import DataError, read_names
+from .data import read_names
 from .network import Darknet
 from .weights import (Header, WeightsError, atomic_write, expected_size, load_weights, read_header,
                       weights_bytes)
@@ -75,7 +73,7 @@ __all__ = [
     "load_weights_checked", "load_model", "save_model", "convert",
     "export_onnx", "RegionBoxes", "onnx_exportable",
     "partial", "truncate_cfg_text", "source_format", "target_format",
-    "convert_main", "partial_main",
+    "header_dict",
 ]
 
 CHECKPOINT_FORMAT = "pydarknet-checkpoint"
@@ -104,7 +102,7 @@ def _require(module: str, purpose: str, pip_name: str | None = None):
                            f"pip install {pip_name or module}") from None
 
 
-def _header_dict(net) -> dict:
+def header_dict(net) -> dict:
     major, minor, revision = (int(v) for v in net.header)
     return {"major": major, "minor": minor, "revision": revision, "seen": int(net.seen)}
 
@@ -225,7 +223,7 @@ def checkpoint_dict(net) -> dict:
         "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
         "cfg": net.cfg_text,
         "cfg_path": str(net.cfg_path),
-        "header": _header_dict(net),
+        "header": header_dict(net),
         "names": list(net.names) if net.names is not None else None,
     }
 
@@ -286,7 +284,7 @@ def save_safetensors(net, path) -> None:
         raise ConvertError(f"{net.cfg_path}: the network has no cfg text to embed in the file")
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
     meta = {"format": CHECKPOINT_FORMAT, "version": str(CHECKPOINT_VERSION), "cfg": net.cfg_text,
-            "cfg_path": str(net.cfg_path), "header": json.dumps(_header_dict(net)),
+            "cfg_path": str(net.cfg_path), "header": json.dumps(header_dict(net)),
             "names": json.dumps(list(net.names) if net.names is not None else None)}
     atomic_write(path, st.save(tensors, metadata=meta))
 
@@ -563,7 +561,7 @@ def export_onnx(net, path, *, with_boxes: bool = False, opset: int = DEFAULT_OPS
         proto = onnx.load_from_string(raw)
         del raw
         meta = {"pydarknet.format": "onnx", "pydarknet.cfg": net.cfg_text or "",
-                "pydarknet.header": json.dumps(_header_dict(net)),
+                "pydarknet.header": json.dumps(header_dict(net)),
                 "pydarknet.names": json.dumps(list(net.names) if net.names is not None else None),
                 "pydarknet.outputs": ("boxes: N x (num*H*W) x 4 (x, y, w, h relative to the network input), "
                                       "scores: N x (num*H*W) x classes (objectness * class probability); "
@@ -624,66 +622,3 @@ def partial(cfg, weights, out, n: int, *, cfg_out=None) -> Header:
             raise ConvertError(f"{cfg}: cannot read the cfg text to truncate")
         atomic_write(cfg_out, truncate_cfg_text(net.cfg_text, n, str(cfg)).encode("utf-8"))
     return header
-
-
-# --- command lines -------------------------------------------------------------------
-USER_ERRORS = (ConvertError, CfgError, WeightsError, DataError, OSError)
-
-
-def convert_main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="convert.py",
-        description="Convert a model between Darknet .weights, PyTorch .pt, .safetensors and ONNX. "
-                    "The output format comes from DST's extension unless --to is given.")
-    ap.add_argument("src", help=".weights (needs --cfg), .pt or .safetensors file")
-    ap.add_argument("dst", help="output file (.weights, .pt, .safetensors or .onnx)")
-    ap.add_argument("--cfg", help="Darknet cfg (required for a .weights source; for a checkpoint it replaces "
-                                  "the embedded cfg, e.g. to export at another input size)")
-    ap.add_argument("--to", choices=FORMATS, help="output format (default: from DST's extension)")
-    ap.add_argument("--names", help=".names file to embed (one class name per line)")
-    ap.add_argument("--with-boxes", action="store_true",
-                    help="ONNX: output decoded region boxes and scores instead of the raw last layer")
-    ap.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    ap.add_argument("--batch", default="dynamic", help="ONNX batch size: 'dynamic' (default) or a number")
-    ap.add_argument("--no-check", action="store_true",
-                    help="ONNX: do not compare ONNX Runtime's output with PyTorch's before writing")
-    args = ap.parse_args(argv)
-    from .cli import warn_to_stderr
-    warnings.showwarning = warn_to_stderr
-    try:
-        fmt = target_format(args.dst, args.to)
-        if fmt != "onnx" and (args.with_boxes or args.batch != "dynamic" or args.opset != DEFAULT_OPSET):
-            raise ConvertError("--with-boxes, --opset and --batch apply to ONNX output only")
-        opts = dict(with_boxes=args.with_boxes, opset=args.opset, batch=args.batch,
-                    check=not args.no_check) if fmt == "onnx" else {}
-        net = convert(args.src, args.dst, args.cfg, to=fmt, names=args.names, **opts)
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    h = _header_dict(net)
-    print(f"{args.src} -> {args.dst} ({fmt}): {len(net.layers)} layers, header "
-          f"{h['major']}.{h['minor']}.{h['revision']}, seen {h['seen']}", file=sys.stderr)
-    return 0
-
-
-def partial_main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="partial.py",
-        description="Darknet's `partial`: copy the first N layers' weights into a new file with seen = 0 "
-                    "(e.g. darknet19_448.conv.23 from a classifier, to start detection training).")
-    ap.add_argument("cfg")
-    ap.add_argument("weights")
-    ap.add_argument("out")
-    ap.add_argument("n", type=int, metavar="N", help="number of layers to keep")
-    ap.add_argument("--cfg-out", help="also write the cfg truncated to N layers")
-    args = ap.parse_args(argv)
-    from .cli import warn_to_stderr
-    warnings.showwarning = warn_to_stderr
-    try:
-        partial(args.cfg, args.weights, args.out, args.n, cfg_out=args.cfg_out)
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"Saving weights to {args.out}: layers 0..{args.n - 1} ({Path(args.out).stat().st_size} bytes, "
-          f"seen 0)", file=sys.stderr)
-    return 0

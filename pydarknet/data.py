@@ -167,7 +167,7 @@ def label_path(image_path, *, darknet_exact: bool = False) -> str:
     return s
 
 
-def read_labels(path, classes: int | None = None) -> np.ndarray:
+def read_labels(path, classes: int | None = None, *, missing_ok: bool = False) -> np.ndarray:
     """A label file's ``class x y w h`` lines as a (K,5) float32 array (K may be 0).
 
     Blank lines are ignored.  Raises ``DataError`` naming the file and line for a
@@ -177,6 +177,8 @@ def read_labels(path, classes: int | None = None) -> np.ndarray:
     a 999999 box, which its region layer then indexes far out of bounds).
     """
     path = Path(path)
+    if missing_ok and not path.is_file():   # an image without objects
+        return np.zeros((0, 5), np.float32)
     rows = []
     for lineno, raw in enumerate(_read_text(path, "label").splitlines(), 1):
         fields = raw.split()
@@ -237,7 +239,8 @@ class MultiScale:
     every = 10
 
     def __init__(self, width: int, height: int, max_batches: int | None = None, *, random: bool = True,
-                 start_batch: int = 0, seed: int | None = None):
+                 start_batch: int = 0, seed: int | None = None, stride: int = 1):
+        self.stride = int(stride)   # batch numbers an iteration moves by (several processes)
         self.width, self.height = int(width), int(height)
         self.max_batches = max_batches
         self.random = bool(random)
@@ -249,7 +252,7 @@ class MultiScale:
         if not self.random:
             return self.width, self.height
         first = iteration - iteration % self.every
-        batch = self.start_batch + first
+        batch = self.start_batch + first * self.stride
         return multiscale_size(batch, self.max_batches, np.random.default_rng([self.seed, 3, batch]))
 
     __call__ = size

@@ -22,8 +22,9 @@ _EPS = float(torch.tensor(1e-6, dtype=torch.float32))  # the float literal .0000
 
 
 def _sequential_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a (M,K) @ b (..., K, N), summing over k in order in float32: Darknet's gemm_nn."""
-    a, b = a.float(), b.float()
+    """a (M,K) @ b (..., K, N), summing over k in order in float32: Darknet's gemm_nn.
+    Inference arithmetic: no gradient flows through it (training uses the plain kernels)."""
+    a, b = a.detach().float(), b.detach().float()
     out = torch.zeros(*b.shape[:-2], a.shape[0], b.shape[-1], dtype=torch.float32, device=b.device)
     prod = torch.empty_like(out)
     for k in range(a.shape[1]):

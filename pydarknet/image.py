@@ -189,3 +189,12 @@ def letterbox(img: torch.Tensor, w: int, h: int) -> torch.Tensor:
     if x1 > x0 and y1 > y0:
         out[..., y0:y1, x0:x1] = resized[..., y0 - dy:y1 - dy, x0 - dx:x1 - dx]
     return out
+
+
+def image_size(path) -> tuple[int, int]:
+    """(width, height) of a picture file, without converting its pixels."""
+    import cv2
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if img is None:
+        raise ImageError(f"{path}: cannot read the image to find its size")
+    return int(img.shape[1]), int(img.shape[0])

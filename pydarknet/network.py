@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from . import cfg as cfgmod
+from .resources import resolve_cfg
 from .layers import REGISTRY, BuildError, Layer, Shape
 
 __all__ = ["Darknet", "NetOptions"]
@@ -121,6 +122,7 @@ class Darknet(nn.Module):
     def __init__(self, cfg, *, text: str | None = None, exact: bool = True):
         super().__init__()
         if text is None:
+            cfg = resolve_cfg(cfg)     # a bare name such as "yolov2-voc" is a shipped cfg
             self.cfg_path = str(cfg)
             self.cfg_text = cfgmod.read_cfg_text(cfg)
             sections = cfgmod.parse(self.cfg_text, self.cfg_path)
@@ -136,10 +138,9 @@ class Darknet(nn.Module):
         if len(sections) < 2:
             raise cfgmod.CfgError(f"{self.cfg_path}: no layers after [net]")
         for index, section in enumerate(sections[1:]):
-            cls = REGISTRY[section.kind]
             if section.kind == "net":
                 raise section.error("a second [net] section is not allowed")
-            layer = cls(section, index)
+            layer = REGISTRY[section.kind](section, index)
             layer.build([self._source_shape(j) for j in layer.sources])
             section.warn_unused()
             self.layers.append(layer)

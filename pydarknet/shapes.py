@@ -16,6 +16,8 @@ from xml.sax.saxutils import escape
 import cv2
 import numpy as np
 
+from .progress import progress
+
 __all__ = ["CLASSES", "make_scene", "write_dataset"]
 
 CLASSES = ("circle", "square", "triangle")
@@ -109,7 +111,7 @@ def _voc_xml(name: str, w: int, h: int, boxes) -> str:
 
 
 def write_dataset(root, n_train: int = 1000, n_val: int = 100, seed: int = 0,
-                  sizes=((320, 240), (240, 320), (300, 300), (400, 300)), progress=None) -> Path:
+                  sizes=((320, 240), (240, 320), (300, 300), (400, 300)), show_progress: bool | None = None) -> Path:
     """Write a VOC-layout shapes dataset under ``root``; returns the path of its ``.data`` file."""
     root = Path(root).resolve()
     for sub in ("JPEGImages", "Annotations", "labels", "ImageSets/Main"):
@@ -117,7 +119,7 @@ def write_dataset(root, n_train: int = 1000, n_val: int = 100, seed: int = 0,
     rng = np.random.default_rng(seed)
     sets = {"train": [], "val": []}
     total = n_train + n_val
-    for i in range(total):
+    for i in progress(range(total), desc="scenes", enabled=show_progress):
         split = "train" if i < n_train else "val"
         name = f"{split}_{i:06d}"
         w, h = sizes[int(rng.integers(len(sizes)))]
@@ -129,8 +131,6 @@ def write_dataset(root, n_train: int = 1000, n_val: int = 100, seed: int = 0,
                  for c, x1, y1, x2, y2 in boxes]
         (root / "labels" / f"{name}.txt").write_text("\n".join(lines) + "\n")
         sets[split].append(name)
-        if progress:
-            progress(i + 1, total)
     for split, names in sets.items():
         (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(names) + "\n")
         (root / f"{split}.txt").write_text("".join(f"{root / 'JPEGImages' / n}.jpg\n" for n in names))

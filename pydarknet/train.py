@@ -25,7 +25,7 @@ import torch
 
 from .network import Darknet, NetOptions
 
-__all__ = ["learning_rate", "Trainer", "policy_quirks"]
+__all__ = ["learning_rate", "Trainer", "TrainingError", "policy_quirks"]
 
 _F = np.float32
 
@@ -78,6 +78,10 @@ def policy_quirks(o: NetOptions) -> list[str]:
     if o.policy == "steps" and len(o.scales) > len(o.steps):
         notes.append("scales has more values than steps; Darknet ignores the extra ones")
     return notes
+
+
+class TrainingError(RuntimeError):
+    """Training had to stop (a non-finite loss or gradient); the message says where and why."""
 
 
 @dataclass
@@ -141,10 +145,27 @@ class Trainer:
             costs.append(float(cost))
         torch.autograd.backward(targets, grads)
         # Darknet averages the costs of the layers that have one (calc_network_cost).
-        return float(np.float32(sum(costs)) / np.float32(len(costs)))
+        cost = float(np.float32(sum(costs)) / np.float32(len(costs)))
+        if not math.isfinite(cost):
+            for s in self.slots:
+                s.param.grad = None
+            raise TrainingError(f"the loss is {cost} at iteration {self.batch_num} (seen {net.seen}); "
+                                f"the update was not applied")
+        return cost
+
+    def check_gradients(self) -> None:
+        """Refuse to update with a non-finite gradient (it would spoil every weight it touches)."""
+        grads = [s.param.grad for s in self.slots if s.param.grad is not None]
+        if grads and not torch.isfinite(torch.stack([g.sum(dtype=torch.float64) for g in grads]).sum()):
+            for s in self.slots:
+                s.param.grad = None
+            raise TrainingError(f"a gradient is not finite at iteration {self.batch_num} "
+                                f"(seen {self.net.seen}); the update was not applied")
 
     def update(self) -> None:
-        """update_network: Darknet's SGD with momentum and kernel-only decay."""
+        """update_network: Darknet's SGD with momentum and kernel-only decay (refused when a
+        gradient is not finite)."""
+        self.check_gradients()
         self.last_rate = rate = self.rate()
         batch = self.batch
         o = self.options

@@ -5,7 +5,7 @@ A VOC-layout folder holds ``Annotations/<id>.xml``, ``JPEGImages/<id>.jpg`` and
 
 * one Darknet label file per image, ``class x y w h`` (centre and size relative to the image,
   computed with voc_label.py's exact arithmetic, -1 included, see :func:`convert_box`), at the
-  path Darknet derives from the image path (:func:`label_path`: ``JPEGImages`` -> ``labels``,
+  path Darknet derives from the image path (:func:`pydarknet.data.label_path`: ``JPEGImages`` -> ``labels``,
   extension -> ``.txt``).  ``difficult`` objects are left out of these files, as voc_label.py
   does, so that training never sees them;
 * ``<set>_truth.json`` per set: the ground truth for evaluation, every object with its
@@ -31,17 +31,15 @@ import math
 import os
 import shutil
 import sys
-import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
-
-import numpy as np
+from typing import Callable, Sequence
 
 from .data import IMAGE_SUFFIXES, DataError, read_names
-from .data import label_path as data_label_path
-from .data import read_labels as data_read_labels
+from .data import label_path
+from .image import ImageError, image_size
+from .progress import progress
 
 __all__ = [
     "VocError",
@@ -51,68 +49,19 @@ __all__ = [
     "parse_annotation",
     "convert_box",
     "unconvert_box",
-    "label_path",
     "image_id",
-    "read_labels",
     "find_image",
     "find_sets",
     "read_truth_json",
     "convert_dataset",
     "progress",
-    "main",
 ]
 
 TRUTH_FORMAT = "pydarknet-voc-truth/1"
 
-T = TypeVar("T")
-
 
 class VocError(DataError):
     """A VOC annotation or layout problem; the message names the file."""
-
-
-# --------------------------------------------------------------------------- progress
-def progress(items: Iterable[T], total: int | None = None, desc: str = "", enabled: bool | None = None,
-             stream=None) -> Iterator[T]:
-    """Yield ``items`` while drawing a one-line progress bar on stderr.
-
-    Drawn only when ``enabled`` (default: stderr is a terminal), at most ~10 times a second.
-    """
-    stream = stream or sys.stderr
-    if enabled is None:
-        enabled = hasattr(stream, "isatty") and stream.isatty()
-    if not enabled:
-        yield from items
-        return
-    if total is None:
-        try:
-            total = len(items)  # type: ignore[arg-type]
-        except TypeError:
-            total = None
-    start = last = time.monotonic()
-    done = 0
-
-    def draw(final: bool = False) -> None:
-        elapsed = time.monotonic() - start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        if total:
-            frac = min(done / total, 1.0)
-            bar = "#" * int(frac * 30)
-            eta = (total - done) / rate if rate > 0 else 0.0
-            text = f"\r{desc} [{bar:<30}] {done}/{total} {rate:.1f}/s eta {eta:.0f}s"
-        else:
-            text = f"\r{desc} {done} {rate:.1f}/s"
-        stream.write(text + ("\n" if final else ""))
-        stream.flush()
-
-    for item in items:
-        yield item
-        done += 1
-        now = time.monotonic()
-        if now - last >= 0.1:
-            last = now
-            draw()
-    draw(final=True)
 
 
 # --------------------------------------------------------------------------- boxes
@@ -140,24 +89,10 @@ def unconvert_box(size: tuple[float, float], xywh: Sequence[float]) -> tuple[flo
 
 
 # --------------------------------------------------------------------------- paths
-def label_path(image_path: str | os.PathLike) -> str:
-    """Where Darknet's trainer reads the labels of an image, exactly as it derives the path
-    (see :func:`pydarknet.data.label_path`; ``.jpeg`` and other extensions are not replaced)."""
-    return data_label_path(image_path, darknet_exact=True)
-
-
 def image_id(path: str | os.PathLike) -> str:
     """Darknet's ``basecfg``: the file name up to its first dot (the id in comp4 result files)."""
     name = os.fspath(path).rsplit("/", 1)[-1]
     return name.split(".", 1)[0]
-
-
-def read_labels(path: str | os.PathLike) -> np.ndarray:
-    """A Darknet label file as an (N, 5) float64 array of ``class x y w h`` rows; a missing file
-    (an image without objects) gives no rows.  Bad lines raise DataError naming file and line."""
-    if not Path(path).is_file():
-        return np.zeros((0, 5))
-    return data_read_labels(path).astype(np.float64)
 
 
 def find_image(root: Path, ident: str, filename: str | None = None) -> Path | None:
@@ -380,15 +315,6 @@ def _link_tree(src: Path, dst: Path, copy: bool, result: ConvertResult) -> None:
                            "use copy_images=True (--copy-images)") from None
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
-    if img is None:
-        raise VocError(f"{path}: cannot read image to find its size")
-    return int(img.shape[1]), int(img.shape[0])
-
-
 def _pick(sets: Sequence[str], choices: Sequence[str]) -> str | None:
     return next((c for c in choices if c in sets), None)
 
@@ -461,7 +387,7 @@ def convert_dataset(
             if (root / sub).is_dir():
                 _link_tree(root / sub, lroot / sub, copy_images and sub == "JPEGImages", result)
     label_dir = lroot / "labels"
-    probe = label_path(str(lroot / "JPEGImages" / "x.jpg"))
+    probe = label_path(str(lroot / "JPEGImages" / "x.jpg"), darknet_exact=True)
     if probe != str(label_dir / "x.txt"):
         raise VocError(f"{lroot}: Darknet replaces the first 'images' or 'raw' in an image path by 'labels', "
                        f"so it would look for the labels of {lroot / 'JPEGImages' / 'x.jpg'} at {probe}; "
@@ -481,7 +407,10 @@ def convert_dataset(
             if img is None:
                 raise VocError(f"{xml}: no usable <size> and no image to measure")
             result.notes.append(f"{xml}: no usable <size>; size read from {img.name}")
-            return _image_size(img)
+            try:
+                return image_size(img)
+            except ImageError as e:
+                raise VocError(str(e)) from None
 
         try:
             ann = parse_annotation(xml, size_from_image)
@@ -507,7 +436,7 @@ def convert_dataset(
     for ident in progress(list(parsed), desc="labels", enabled=show_progress):
         ann, img = parsed[ident]
         listed = lroot / "JPEGImages" / img.name
-        lpath = label_path(str(listed))
+        lpath = label_path(str(listed), darknet_exact=True)
         expected = str(label_dir / (img.stem + ".txt"))
         if lpath != expected:
             problem(f"{ann.path}: Darknet would look for the labels of {listed} at {lpath} (it maps only "
@@ -583,59 +512,3 @@ def convert_dataset(
 
 
 # --------------------------------------------------------------------------- command line
-def main(argv=None) -> int:
-    """``tools/voc_label.py``: exit 0 when everything converted, 1 when something was skipped,
-    2 on a usage or layout error."""
-    import argparse
-
-    ap = argparse.ArgumentParser(
-        prog="voc_label.py",
-        description="VOC XML annotations -> Darknet label files, image lists, .names and .data "
-                    "(Darknet's scripts/voc_label.py for any VOC-layout folder).",
-        epilog="Label files go where Darknet looks for them: the image path with JPEGImages -> labels "
-               "and the extension -> .txt. For a read-only dataset give --labels-root DIR: DIR gets "
-               "symlinks JPEGImages/Annotations/ImageSets to the dataset, DIR/labels/ the labels, and "
-               "the lists name the images through DIR/JPEGImages. Difficult objects are left out of "
-               "the labels and kept in <set>_truth.json for tools/map.py.")
-    ap.add_argument("voc_root", metavar="VOC_ROOT", help="folder with Annotations/, JPEGImages/, ImageSets/Main/")
-    ap.add_argument("--out", metavar="DIR",
-                    help="where the lists, .names, .data and truth files go (default: the labels root)")
-    ap.add_argument("--labels-root", metavar="DIR",
-                    help="write the labels/ tree here instead of VOC_ROOT (images reached by symlinks)")
-    ap.add_argument("--classes", help="class names in id order, comma-separated, or a .names file "
-                                      "(default: every name in the annotations, sorted)")
-    ap.add_argument("--sets", help="image sets to convert, comma-separated (default: all of ImageSets/Main)")
-    ap.add_argument("--name", help="base name of the .names/.data files (default: VOC_ROOT's folder name)")
-    ap.add_argument("--train", metavar="SET", help="set named by train= (default trainval if there is a "
-                                                   "test set, else train)")
-    ap.add_argument("--valid", metavar="SET", help="set named by valid= (default test, else val)")
-    ap.add_argument("--clip", action="store_true", help="clip boxes sticking out of the image instead of "
-                                                        "skipping them")
-    ap.add_argument("--ignore-unknown", action="store_true",
-                    help="drop objects of classes not in --classes silently (converting a subset)")
-    ap.add_argument("--copy-images", action="store_true",
-                    help="with --labels-root: copy JPEGImages instead of symlinking it")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    args = ap.parse_args(argv)
-    try:
-        res = convert_dataset(
-            args.voc_root, out=args.out, classes=args.classes,
-            sets=[s for s in args.sets.split(",") if s] if args.sets else None,
-            labels_root=args.labels_root, name=args.name, train_set=args.train, valid_set=args.valid,
-            clip=args.clip, ignore_unknown=args.ignore_unknown, copy_images=args.copy_images,
-            show_progress=False if args.quiet else None)
-    except (DataError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        for note in res.notes:
-            print(f"note: {note}", file=sys.stderr)
-        sets = ", ".join(f"{s} {n}" for s, n in res.sets.items())
-        print(f"{len(res.classes)} class{'es' if len(res.classes) != 1 else ''} ({', '.join(res.classes[:10])}{', ...' if len(res.classes) > 10 else ''}); "
-              f"{res.labels_written} label files, {res.objects} boxes, {res.difficult} difficult kept for "
-              f"evaluation only; sets: {sets}")
-        print(f"data file: {res.data_file}")
-        if res.problems:
-            print(f"{len(res.problems)} problem(s): the files named above were skipped in part or whole",
-                  file=sys.stderr)
-    return 1 if res.problems else 0

@@ -14,8 +14,10 @@ from conftest import golden_dir, make_recipe_weights, manifest, set_cfg
 
 from pydarknet import Darknet
 from pydarknet.boxes import decode_region
-from pydarknet.convert import (ConvertError, RegionBoxes, convert, convert_main, export_onnx, load_checkpoint,
-                               load_safetensors, partial, partial_main, save_checkpoint, save_safetensors,
+from pydarknet.commands.convert import main as convert_main
+from pydarknet.commands.partial import main as partial_main
+from pydarknet.convert import (ConvertError, RegionBoxes, convert, export_onnx, load_checkpoint,
+                               load_safetensors, partial, save_checkpoint, save_safetensors,
                                truncate_cfg_text)
 from pydarknet.weights import Header, WeightsError, read_header, weights_bytes
 

@@ -1,4 +1,4 @@
-"""VOC AP/mAP (pydarknet.eval) against a hand-computed case, an independent plain-Python
+"""VOC AP/mAP (pydarknet.metrics) against a hand-computed case, an independent plain-Python
 reference written from the VOC devkit's definition, torchmetrics (when installed), and the
 valid.py -> map.py tools end to end on a tiny generated dataset."""
 from __future__ import annotations
@@ -11,7 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pydarknet import eval as ev
+from pydarknet import comp4, metrics, truths, validate
+from pydarknet.commands import map as map_cmd, valid as valid_cmd
+from pydarknet.voc import image_id
 
 
 # --------------------------------------------------------------------------- reference
@@ -144,34 +146,34 @@ def test_hand_computed_case():
     # recall .5 .5 .5 .5 1, precision 1 .5 .5 1/3 .5
     # 11-point: t = 0..0.5 -> 1 (6 points), t = .6..1 -> .5 (5 points): 8.5/11
     # area: .5 * 1 + .5 * .5 = .75
-    r07 = ev.voc_eval(HAND_DETS, HAND_TRUTHS)
-    rarea = ev.voc_eval(HAND_DETS, HAND_TRUTHS, use_07_metric=False)
+    r07 = metrics.voc_eval(HAND_DETS, HAND_TRUTHS)
+    rarea = metrics.voc_eval(HAND_DETS, HAND_TRUTHS, use_07_metric=False)
     assert set(r07["ap"]) == {0, 1}
     assert r07["ap"][0] == pytest.approx(8.5 / 11, abs=1e-12)
     assert rarea["ap"][0] == pytest.approx(0.75, abs=1e-12)
     assert r07["ap"][1] == pytest.approx(1.0) and rarea["ap"][1] == pytest.approx(1.0)
     assert r07["map"] == pytest.approx((8.5 / 11 + 1) / 2, abs=1e-12)
     assert rarea["map"] == pytest.approx((0.75 + 1) / 2, abs=1e-12)
-    res = ev.evaluate(HAND_DETS, HAND_TRUTHS)
+    res = metrics.evaluate(HAND_DETS, HAND_TRUTHS)
     assert res[0].tp.tolist() == [1, 0, 0, 0, 1] and res[0].fp.tolist() == [0, 1, 0, 1, 0]
     assert res[0].scores.tolist() == [0.9, 0.8, 0.7, 0.6, 0.5]
     at = res[0].at_threshold(0.55)  # .9 TP, .8 FP, .7 ignored, .6 FP
     assert (at["tp"], at["fp"], at["fn"]) == (1, 2, 1)
     assert at["precision"] == pytest.approx(1 / 3) and at["recall"] == pytest.approx(0.5)
     # the +1 pixel convention
-    assert ev.iou_voc(np.array([0, 0, 2, 1]), np.array([0, 0, 1, 1])) == pytest.approx(4 / 6)
+    assert metrics.iou_voc(np.array([0, 0, 2, 1]), np.array([0, 0, 1, 1])) == pytest.approx(4 / 6)
     # a higher threshold turns the class-1 match into a miss
-    assert ev.voc_eval(HAND_DETS, HAND_TRUTHS, iou_thresh=0.7)["ap"][1] == 0.0
+    assert metrics.voc_eval(HAND_DETS, HAND_TRUTHS, iou_thresh=0.7)["ap"][1] == 0.0
     assert reference_voc_ap(HAND_DETS, HAND_TRUTHS)[0] == pytest.approx((8.5 / 11, 0.75))
 
 
 def test_voc_ap_curves():
-    assert ev.voc_ap([], [], True) == 0.0 and ev.voc_ap([], [], False) == 0.0
-    assert ev.voc_ap([1.0], [1.0], True) == pytest.approx(1.0)
-    assert ev.voc_ap([1.0], [1.0], False) == pytest.approx(1.0)
+    assert metrics.voc_ap([], [], True) == 0.0 and metrics.voc_ap([], [], False) == 0.0
+    assert metrics.voc_ap([1.0], [1.0], True) == pytest.approx(1.0)
+    assert metrics.voc_ap([1.0], [1.0], False) == pytest.approx(1.0)
     # one of two found at precision 1: area .5, 11-point 6/11
-    assert ev.voc_ap([0.5], [1.0], False) == pytest.approx(0.5)
-    assert ev.voc_ap([0.5], [1.0], True) == pytest.approx(6 / 11)
+    assert metrics.voc_ap([0.5], [1.0], False) == pytest.approx(0.5)
+    assert metrics.voc_ap([0.5], [1.0], True) == pytest.approx(6 / 11)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -179,13 +181,13 @@ def test_agrees_with_independent_reference(seed):
     dets, truths = random_case(seed, float_boxes=seed % 2 == 1)
     ref = reference_voc_ap(dets, truths)
     for use07, k in ((True, 0), (False, 1)):
-        got = ev.voc_eval(dets, truths, use_07_metric=use07)
+        got = metrics.voc_eval(dets, truths, use_07_metric=use07)
         assert set(got["ap"]) == set(ref)
         for c, aps in ref.items():
             assert got["ap"][c] == pytest.approx(aps[k], abs=1e-4)
         assert got["map"] == pytest.approx(np.mean([a[k] for a in ref.values()]), abs=1e-4)
     # other IoU thresholds too
-    got = ev.voc_eval(dets, truths, iou_thresh=0.7, use_07_metric=False)
+    got = metrics.voc_eval(dets, truths, iou_thresh=0.7, use_07_metric=False)
     ref7 = reference_voc_ap(dets, truths, 0.7)
     for c in ref7:
         assert got["ap"][c] == pytest.approx(ref7[c][1], abs=1e-4)
@@ -196,7 +198,7 @@ def test_numpy_rows_and_int_ids():
     ids = {f"img{i:03d}": i for i in range(100)}
     d_arr = np.array([(ids[d[0]], *d[1:]) for d in dets], dtype=np.float64)
     t_arr = np.array([(ids[t[0]], *t[1:]) for t in truths], dtype=np.float64)
-    a, b = ev.voc_eval(dets, truths), ev.voc_eval(d_arr, t_arr)
+    a, b = metrics.voc_eval(dets, truths), metrics.voc_eval(d_arr, t_arr)
     assert a["map"] == pytest.approx(b["map"], abs=1e-12)
 
 
@@ -205,22 +207,22 @@ def test_ground_truth_as_detections_gives_one():
         _, truths = random_case(seed)
         dets = [(t[0], t[1], 0.5 + 0.01 * i % 0.5, *t[2:6]) for i, t in enumerate(truths)]
         for use07 in (True, False):
-            r = ev.voc_eval(dets, truths, use_07_metric=use07)
+            r = metrics.voc_eval(dets, truths, use_07_metric=use07)
             assert r["ap"] and r["map"] == 1.0  # exactly (the sums are exact)
             assert all(v == 1.0 for v in r["ap"].values())
 
 
 def test_no_positive_classes():
-    r = ev.voc_eval([("a", 0, 0.5, 1, 1, 5, 5)], [("a", 0, 1, 1, 5, 5, 1)])
+    r = metrics.voc_eval([("a", 0, 0.5, 1, 1, 5, 5)], [("a", 0, 1, 1, 5, 5, 1)])
     assert r["ap"] == {} and math.isnan(r["map"])
-    r = ev.voc_eval([], [("a", 0, 1, 1, 5, 5, 0)])
+    r = metrics.voc_eval([], [("a", 0, 1, 1, 5, 5, 0)])
     assert r == {"ap": {0: 0.0}, "map": 0.0}
 
 
 def test_proposal_recall():
     truths = [("a", 0.1, 0.1, 0.5, 0.5), ("a", 0.6, 0.6, 0.9, 0.9), ("b", 0, 0, 1, 1)]
     props = [("a", 0.9, 0.1, 0.1, 0.5, 0.5), ("a", 0.2, 0.6, 0.6, 0.75, 0.9), ("c", 0.5, 0, 0, 1, 1)]
-    r = ev.proposal_recall(props, truths, 0.5, n_images=3)
+    r = metrics.proposal_recall(props, truths, 0.5, n_images=3)
     assert r["total"] == 3 and r["correct"] == 1  # the second: IoU exactly .5 is not > .5
     assert r["avg_iou"] == pytest.approx((1 + 0.5 + 0) / 3)
     assert r["proposals_per_image"] == pytest.approx(1.0)
@@ -282,7 +284,7 @@ def test_matches_pycocotools_on_unambiguous_scenes():
         e.params.maxDets = [1000]
         e.evaluate()
         e.accumulate()
-    res = ev.evaluate(dets, truths)
+    res = metrics.evaluate(dets, truths)
     for c, r in res.items():
         p = e.eval["precision"][0, :, c, 0, 0]  # IoU .5, all recall points, class, area "all"
         theirs = float(np.mean(p[p > -1]))
@@ -395,7 +397,7 @@ def test_valid_and_map_tools(tmp_path, capsys):
     weights = tmp_path / "tiny.weights"
     net.save_weights(weights)
     out = tmp_path / "results"
-    rc = ev.valid_main([res.data_file, str(cfg), str(weights), "--out", str(out), "-q", "--batch", "1"])
+    rc = valid_cmd.main([res.data_file, str(cfg), str(weights), "--out", str(out), "-q", "--batch", "1"])
     assert rc == 0
     manifest = json.loads((out / "valid.json").read_text())
     assert manifest["images"] == 2 and manifest["names"] == ["cat", "dog"]
@@ -416,13 +418,13 @@ def test_valid_and_map_tools(tmp_path, capsys):
             y1 = max(np.float32(float(y) - float(bh) / 2 + 1), 1)
             x2 = min(np.float32(float(x) + float(bw) / 2 + 1), w)
             y2 = min(np.float32(float(y) + float(bh) / 2 + 1), h)
-            expect[d.name].append(ev.format_comp4(ev.image_id(p), d.prob, x1, y1, x2, y2).rstrip("\n"))
+            expect[d.name].append(comp4.format_comp4(image_id(p), d.prob, x1, y1, x2, y2).rstrip("\n"))
     assert sorted(lines["cat"]) == sorted(expect["cat"]) and lines["cat"]
     assert sorted(lines["dog"]) == sorted(expect["dog"])
     assert (out / "recall_proposals.txt").read_text().strip()
     # batched forward passes: the same lines up to float32 noise in the last digit
     out3 = tmp_path / "results3"
-    assert ev.valid_main([res.data_file, str(cfg), str(weights), "--out", str(out3), "-q", "--batch", "3"]) == 0
+    assert valid_cmd.main([res.data_file, str(cfg), str(weights), "--out", str(out3), "-q", "--batch", "3"]) == 0
     for c in ("cat", "dog"):
         a = [ln.split() for ln in lines[c]]
         b = [ln.split() for ln in (out3 / f"comp4_det_test_{c}.txt").read_text().splitlines()]
@@ -431,7 +433,7 @@ def test_valid_and_map_tools(tmp_path, capsys):
                                    atol=1e-4)
 
     capsys.readouterr()
-    rc = ev.map_main([res.data_file, "--results", str(out), "--json", "--no-plots"])
+    rc = map_cmd.main([res.data_file, "--results", str(out), "--json", "--no-plots"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert set(summary["classes"]) == {"cat", "dog"}
@@ -448,19 +450,19 @@ def test_valid_and_map_tools(tmp_path, capsys):
             for entry in doc["images"]:
                 for c, x1, y1, x2, y2, _d in entry["objects"]:
                     if c == cid:
-                        f.write(ev.format_comp4(entry["id"], 0.9, x1, y1, x2, y2))
-    rc = ev.map_main([res.data_file, "--results", str(perfect), "--json", "--no-plots"])
+                        f.write(comp4.format_comp4(entry["id"], 0.9, x1, y1, x2, y2))
+    rc = map_cmd.main([res.data_file, "--results", str(perfect), "--json", "--no-plots"])
     summary = json.loads(capsys.readouterr().out)
     assert rc == 0 and summary["map50_voc07"] == pytest.approx(1) and summary["map50_area"] == pytest.approx(1)
 
     # the same from the VOC XML (truth found through the symlinked JPEGImages) and with a PR plot
     pytest.importorskip("matplotlib")
-    rc = ev.map_main([res.data_file, "--results", str(perfect), "--truth", res.truth_files["val"],
+    rc = map_cmd.main([res.data_file, "--results", str(perfect), "--truth", res.truth_files["val"],
                       "--plots", str(tmp_path / "pr")])
     text = capsys.readouterr().out
     assert rc == 0 and "VOC2007 11-point 1.0000" in text
     assert (tmp_path / "pr" / "pr_cat.png").is_file() and (tmp_path / "pr" / "pr_dog.png").is_file()
-    truth_xml = ev.load_truth(open(res.list_files["val"]).read().split(), ["cat", "dog"])
+    truth_xml = truths.load_truth(open(res.list_files["val"]).read().split(), ["cat", "dog"])
     assert truth_xml.source == "VOC XML annotations"
     assert sorted(truth_xml.rows) == sorted(
         (e["id"], *o) for e in doc["images"] for o in [tuple(x) for x in e["objects"]])
@@ -473,4 +475,4 @@ def test_nms_obj():
     boxes = torch.tensor([[.5, .5, .2, .2], [.51, .5, .2, .2], [.1, .1, .1, .1], [.5, .5, .2, .2]])
     obj = torch.tensor([.6, .9, .3, 0.0])
     d = Detections(boxes, obj, torch.zeros(4, 1), torch.arange(4))
-    assert ev.nms_obj(d, 0.4).tolist() == [False, True, True, False]
+    assert validate.nms_obj(d, 0.4).tolist() == [False, True, True, False]

@@ -24,11 +24,7 @@ def main(argv=None) -> int:
     ap.add_argument("--val", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-
-    def progress(i, n):
-        if sys.stderr.isatty():
-            print(f"\r{i}/{n} scenes", end="" if i < n else "\n", file=sys.stderr)
-    data = write_dataset(args.out, args.train, args.val, args.seed, progress=progress)
+    data = write_dataset(args.out, args.train, args.val, args.seed)
     print(data)
     return 0
 

@@ -1,24 +1,33 @@
-"""The offline demo: the shipped shapes detector on a generated scene or on the user's pictures."""
+"""``demo``: the offline demo, the shipped shapes detector on a generated scene or on your pictures.
+
+    pydarknet demo [IMAGE...] [--seed N] [--thresh 0.5] [--out DIR]
+    python tools/demo.py [IMAGE...]
+
+Without IMAGE it draws a new scene (circles, squares, triangles on a random background)
+into demo_scene.jpg, detects the shapes and writes predictions.jpg; nothing is downloaded.
+"""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .cli import detect_main
-from .shapes import CLASSES, make_scene
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO_CFG = REPO_ROOT / "cfg" / "shapes-tiny.cfg"
-DEMO_WEIGHTS = REPO_ROOT / "weights" / "shapes-tiny.weights"
-DEMO_NAMES = REPO_ROOT / "cfg" / "shapes.names"
+from ..resources import cfg_dir, weights_dir
+from ..shapes import CLASSES, make_scene
+from .detect import main as detect_main
 
 
-def demo_main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="demo.py", description="Offline demo: the shipped shapes detector.")
+def demo_files() -> tuple[Path, Path, Path]:
+    """(cfg, weights, names) of the shipped demo model."""
+    return cfg_dir() / "shapes-tiny.cfg", weights_dir() / "shapes-tiny.weights", cfg_dir() / "shapes.names"
+
+
+def main(argv=None, prog: str = "demo.py") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description="Offline demo: the shipped shapes detector.")
     ap.add_argument("images", nargs="*", metavar="IMAGE", help="pictures (default: a freshly generated scene)")
     ap.add_argument("--seed", type=int, help="seed of the generated scene (default: random)")
     ap.add_argument("--thresh", type=float, default=.5)
@@ -33,7 +42,12 @@ def demo_main(argv=None) -> int:
         print(f"generated {scene} (seed {seed}) with {len(boxes)} shapes: "
               + ", ".join(CLASSES[b[0]] for b in boxes))
         images = [str(scene)]
-    argv = [str(DEMO_CFG), str(DEMO_WEIGHTS), *images, "--names", str(DEMO_NAMES), "--thresh", str(args.thresh)]
+    cfg, weights, names = demo_files()
+    argv = [str(cfg), str(weights), *images, "--names", str(names), "--thresh", str(args.thresh), "--quiet"]
     if args.out:
         argv += ["--out", args.out]
     return detect_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

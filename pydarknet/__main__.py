@@ -1,0 +1,6 @@
+"""``python -m pydarknet``: the ``pydarknet`` command."""
+import sys
+
+from .commands import main
+
+sys.exit(main())
