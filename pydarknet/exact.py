@@ -12,13 +12,27 @@ slow (tens of seconds for yolov2-voc at 416) and meant for verification.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 __all__ = ["conv2d", "linear", "add_bias", "batch_norm", "activate", "logistic", "softmax", "group_softmax",
-           "mean_hw"]
+           "mean_hw", "sequential_sum"]
 
 _EPS = float(torch.tensor(1e-6, dtype=torch.float32))  # the float literal .000001f, widened
+
+
+def sequential_sum(values: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Sums along ``dim`` added left to right in float32, as Darknet's loops add (``dim`` removed).
+
+    numpy's add.accumulate is strictly sequential (its reduce is pairwise, torch's CPU cumsum
+    accumulates in double), so its last element is Darknet's float sum.  On a GPU an accurate
+    sum is taken instead (float32 noise, no longer bit-exact).
+    """
+    if values.device.type != "cpu":
+        return values.sum(dim=dim)
+    acc = np.add.accumulate(values.detach().movedim(dim, -1).float().numpy(), axis=-1, dtype=np.float32)
+    return torch.from_numpy(np.ascontiguousarray(acc[..., -1]))
 
 
 def _sequential_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -91,19 +105,13 @@ def softmax(x: torch.Tensor, dim: int, temperature: float = 1.) -> torch.Tensor:
     t = torch.tensor(temperature, dtype=torch.float32)
     largest = x.max(dim=-1, keepdim=True).values
     e = torch.exp((x / t - largest / t).double()).float()
-    total = torch.zeros_like(e[..., :1])
-    for i in range(e.shape[-1]):
-        total = total + e[..., i:i + 1]
-    return (e / total).movedim(-1, dim)
+    return (e / sequential_sum(e, -1).unsqueeze(-1)).movedim(-1, dim)
 
 
 def mean_hw(x: torch.Tensor) -> torch.Tensor:
     """Average pool: a sequential float sum over the h*w positions, then a float division."""
     n, c, h, w = x.shape
-    flat = x.reshape(n, c, h * w)
-    total = torch.zeros(n, c, dtype=torch.float32, device=x.device)
-    for i in range(h * w):
-        total = total + flat[:, :, i]
+    total = sequential_sum(x.reshape(n, c, h * w), -1)
     return (total / torch.tensor(float(h * w), dtype=torch.float32)).view(n, c, 1, 1)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pydarknet.commands import anchors as anchors_cmd
 from pydarknet import anchors as an
 from pydarknet import voc
 
@@ -107,7 +108,7 @@ def _write_list(tmp_path, wh):
 def test_tool_on_synthetic_list(tmp_path, capsys):
     wh = voc_like_boxes(300, seed=2)
     lst = _write_list(tmp_path, wh)
-    assert an.main([str(lst), "-k", "5", "--json", "--n-init", "3"]) == 0
+    assert anchors_cmd.main([str(lst), "-k", "5", "--json", "--n-init", "3"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert set(doc) == {"anchors", "avg_iou"} and len(doc["anchors"]) == 5
     ref = an.kmeans(wh, 5, seed=0, n_init=3)
@@ -122,7 +123,7 @@ def test_tool_on_synthetic_list(tmp_path, capsys):
         args += ["--plot", str(tmp_path / "fig2.png")]
     except ImportError:
         pass
-    assert an.main(args) == 0
+    assert anchors_cmd.main(args) == 0
     out = capsys.readouterr().out
     assert "anchors = " in out and "Table 1" in out and "yolov2-voc.cfg" in out
     line = next(ln for ln in out.splitlines() if ln.startswith("anchors = "))
@@ -142,7 +143,7 @@ def raccoon_data(tmp_path_factory):
 
 
 def test_raccoon_anchors(raccoon_data, capsys):
-    assert an.main([raccoon_data, "-k", "5", "--width", "416", "--height", "416", "--kmax", "6",
+    assert anchors_cmd.main([raccoon_data, "-k", "5", "--width", "416", "--height", "416", "--kmax", "6",
                     "--cfg", str(CFG_DIR / "yolov2-tiny-voc.cfg")]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()

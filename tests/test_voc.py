@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from pydarknet.commands import voc_label as voc_label_cmd
 from pydarknet import voc
 from pydarknet.data import read_data_file, read_list, read_names
 
@@ -150,7 +151,7 @@ def test_unseen_voc_set(tmp_path, capsys):
     os.chmod(src, 0o555)  # like ../shared: nothing may be written into the dataset
     try:
         work = tmp_path / "work"
-        rc = voc.main([str(src), "--labels-root", str(work), "--classes", "dog,cat,bird", "-q"])
+        rc = voc_label_cmd.main([str(src), "--labels-root", str(work), "--classes", "dog,cat,bird", "-q"])
     finally:
         os.chmod(src, 0o755)
     err = capsys.readouterr().err
@@ -232,7 +233,7 @@ def test_default_classes_and_in_place(tmp_path):
 def test_errors(tmp_path):
     with pytest.raises(voc.VocError, match="no Annotations"):
         voc.convert_dataset(tmp_path)
-    assert voc.main([str(tmp_path), "-q"]) == 2
+    assert voc_label_cmd.main([str(tmp_path), "-q"]) == 2
     (tmp_path / "Annotations").mkdir()
     (tmp_path / "JPEGImages").mkdir()
     (tmp_path / "Annotations" / "x.xml").write_text("not xml")

@@ -6,8 +6,9 @@ unbiased one (1/(N-1)) and the rolling statistics move by .99/.01.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
+
+from ..exact import sequential_sum
 
 BN_EPS = 1e-6        # forward: x_hat = (x - mean) / (sqrt(var) + 1e-6)
 BN_GRAD_EPS = 1e-5   # backward: 1 / sqrt(var + 1e-5)
@@ -30,20 +31,6 @@ def batch_norm(x: torch.Tensor, mean, variance, scales, biases) -> torch.Tensor:
     return x * _view(scales) + _view(biases)
 
 
-def _sequential_sum(values: torch.Tensor) -> torch.Tensor:
-    """Row sums of a (C, N) float32 tensor added left to right in float32, as Darknet's loops do.
-
-    numpy's add.accumulate is strictly sequential (its reduce is pairwise, torch's CPU cumsum
-    accumulates in double), so the last column is Darknet's float sum.  With up to 10^5 terms a
-    channel this differs from an accurate sum by ~1e-4 relative, which is what moves Darknet's
-    training loss.  On a GPU an accurate sum is used instead.
-    """
-    if values.device.type != "cpu":
-        return values.sum(dim=1)
-    acc = np.add.accumulate(values.numpy(), axis=1, dtype=np.float32)
-    return torch.from_numpy(np.ascontiguousarray(acc[:, -1]))
-
-
 def batch_statistics(x: torch.Tensor, darknet_order: bool = True):
     """Per-channel mean and *unbiased* variance over batch and positions (mean_cpu, variance_cpu).
 
@@ -56,11 +43,11 @@ def batch_statistics(x: torch.Tensor, darknet_order: bool = True):
         var, mean = torch.var_mean(x.detach(), dim=(0, 2, 3), correction=1)
         return mean, var
     flat = x.detach().float().transpose(0, 1).reshape(c, n)
-    mean = _sequential_sum(flat) * torch.tensor(1. / n, dtype=_F).to(x.device)
+    mean = sequential_sum(flat, 1) * torch.tensor(1. / n, dtype=_F).to(x.device)
     # Darknet adds double squares into a float accumulator; squaring a float in double is exact,
     # so rounding each square to float first differs from it only in rare last bits.
     squares = ((flat - mean.view(-1, 1)).double() ** 2).float()
-    var = _sequential_sum(squares) * torch.tensor(1. / (n - 1), dtype=_F).to(x.device)
+    var = sequential_sum(squares, 1) * torch.tensor(1. / (n - 1), dtype=_F).to(x.device)
     return mean, var
 
 
