@@ -58,6 +58,30 @@ class Detections:
         return Detections(self.boxes.clone(), self.objectness.clone(), self.probs.clone(), self.index.clone())
 
 
+def region_boxes(out: Tensor, anchors: Tensor, darknet_rounding: bool = True) -> tuple[Tensor, ...]:
+    """Darknet's ``get_region_box`` for every cell: ``out`` (..., num, entries, H, W) with x, y
+    already logistic, ``anchors`` (num, 2) float32 in grid cells; returns x, y, w, h, each
+    (..., num, H, W), relative to the network input.
+
+    x and y are float sums and quotients; ``exp(t) * anchor / W`` is evaluated in double and
+    rounded once, as the C expression is (``darknet_rounding``).  Without it everything stays
+    in float32 (exportable to ONNX, within float32 noise).
+    """
+    H, W = out.shape[-2:]
+    col = torch.arange(W, dtype=_F32, device=out.device)
+    row = torch.arange(H, dtype=_F32, device=out.device).unsqueeze(1)
+    aw, ah = anchors[:, 0, None, None], anchors[:, 1, None, None]
+    x = (col + out[..., 0, :, :]) / _f32(W).to(out.device)
+    y = (row + out[..., 1, :, :]) / _f32(H).to(out.device)
+    if darknet_rounding:
+        w = (torch.exp(out[..., 2, :, :].double()) * aw.double() / W).to(_F32)
+        h = (torch.exp(out[..., 3, :, :].double()) * ah.double() / H).to(_F32)
+    else:
+        w = torch.exp(out[..., 2, :, :]) * aw / W
+        h = torch.exp(out[..., 3, :, :]) * ah / H
+    return x, y, w, h
+
+
 def decode_region(
     output: Tensor,
     anchors: Sequence[float],
@@ -85,15 +109,7 @@ def decode_region(
     out = output.to(_F32).reshape(num, entries, H, W)
     device = out.device
     bias = torch.tensor(list(anchors), dtype=_F32, device=device).reshape(num, 2)  # float, as l.biases
-    fw, fh = _f32(W).to(device), _f32(H).to(device)
-
-    col = torch.arange(W, device=device, dtype=_F32)
-    row = torch.arange(H, device=device, dtype=_F32).unsqueeze(1)
-    x = (col + out[:, 0]) / fw
-    y = (row + out[:, 1]) / fh
-    # exp() is the double libm exp: exp(t) * bias / w is evaluated in double, rounded once to float.
-    w = (torch.exp(out[:, 2].double()) * bias[:, 0, None, None].double() / W).to(_F32)
-    h = (torch.exp(out[:, 3].double()) * bias[:, 1, None, None].double() / H).to(_F32)
+    x, y, w, h = region_boxes(out, bias)
 
     thr = _f32(thresh).to(device)
     obj = out[:, coords]

@@ -60,6 +60,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .boxes import region_boxes
 from .cfg import CfgError, parse as parse_cfg
 from .data import read_names
 from .network import Darknet
@@ -423,21 +424,14 @@ class RegionBoxes(nn.Module):
         self.net = net
         self.num, self.classes, self.coords = region.num, region.classes, region.coords
         self.h, self.w = region.out_shape.h, region.out_shape.w
-        self.register_buffer("anchors", torch.tensor(region.anchors, dtype=torch.float32).view(
-            1, self.num, 2, 1, 1), persistent=False)
-        self.register_buffer("col", torch.arange(self.w, dtype=torch.float32).view(1, 1, 1, self.w),
-                             persistent=False)
-        self.register_buffer("row", torch.arange(self.h, dtype=torch.float32).view(1, 1, self.h, 1),
-                             persistent=False)
+        self.register_buffer("anchors", torch.tensor(region.anchors[:2 * self.num], dtype=torch.float32).view(
+            self.num, 2), persistent=False)
 
     def forward(self, x):
         out = self.net(x)
         h, w, num, entries = self.h, self.w, self.num, self.coords + 1 + self.classes
         v = out.reshape(-1, num, entries, h, w)
-        bx = (self.col + v[:, :, 0]) / w
-        by = (self.row + v[:, :, 1]) / h
-        bw = torch.exp(v[:, :, 2]) * self.anchors[:, :, 0] / w
-        bh = torch.exp(v[:, :, 3]) * self.anchors[:, :, 1] / h
+        bx, by, bw, bh = region_boxes(v[:, :, :4], self.anchors, darknet_rounding=False)
         boxes = torch.stack([bx, by, bw, bh], dim=-1).reshape(-1, num * h * w, 4)
         scores = v[:, :, self.coords:self.coords + 1] * v[:, :, self.coords + 1:]
         scores = scores.permute(0, 1, 3, 4, 2).reshape(-1, num * h * w, self.classes)

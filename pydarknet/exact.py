@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["conv2d", "linear", "add_bias", "batch_norm", "activate", "logistic", "softmax", "group_softmax",
-           "mean_hw", "sequential_sum"]
+           "mean_hw", "sequential_sum", "sum_array"]
 
 _EPS = float(torch.tensor(1e-6, dtype=torch.float32))  # the float literal .000001f, widened
 
@@ -33,6 +33,12 @@ def sequential_sum(values: torch.Tensor, dim: int = -1) -> torch.Tensor:
         return values.sum(dim=dim)
     acc = np.add.accumulate(values.detach().movedim(dim, -1).float().numpy(), axis=-1, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(acc[..., -1]))
+
+
+def sum_array(values) -> float:
+    """Darknet's ``sum_array``: every element, in memory order, added one at a time in float32."""
+    flat = torch.as_tensor(values).detach().reshape(-1).cpu()
+    return float(sequential_sum(flat, -1)) if flat.numel() else 0.0
 
 
 def _sequential_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

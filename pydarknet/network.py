@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from . import cfg as cfgmod
+from .arith import Arithmetic, arithmetic
 from .resources import resolve_cfg
 from .layers import REGISTRY, BuildError, Layer, Shape
 
@@ -150,14 +151,23 @@ class Darknet(nn.Module):
 
     @property
     def exact(self) -> bool:
-        """Follow Darknet's float arithmetic step by step (bit-exact, slow); see pydarknet.exact."""
-        return self._exact
+        """Follow Darknet's float arithmetic step by step (bit-exact, slow); see pydarknet.arith."""
+        return self.arith.darknet_order
 
     @exact.setter
     def exact(self, value: bool) -> None:
-        self._exact = bool(value)
+        self.arith = arithmetic(bool(value))
+
+    @property
+    def arith(self) -> Arithmetic:
+        """The network's arithmetic strategy (pydarknet.arith.DARKNET or FAST)."""
+        return self._arith
+
+    @arith.setter
+    def arith(self, value: Arithmetic) -> None:
+        self._arith = value
         for layer in self.layers:
-            layer.exact = self._exact
+            layer.strategy = value
 
     # --- wiring ---------------------------------------------------------------
     def _source_shape(self, j: int) -> Shape:

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .boxes import box_iou
+from .boxes import box_iou, region_boxes
+from .exact import sum_array
 from .tree import WordTree, resolve_data_path
 
 __all__ = ["region_delta", "region_cost", "read_map"]
@@ -89,7 +90,7 @@ def region_cost(delta: Tensor | np.ndarray) -> Tensor:
     """
     d = delta.detach().cpu().numpy() if isinstance(delta, Tensor) else np.asarray(delta)
     d = np.ascontiguousarray(d, dtype=np.float32).ravel()
-    total = np.float32(np.add.accumulate(d * d, dtype=np.float32)[-1]) if d.size else np.float32(0)
+    total = np.float32(sum_array(torch.from_numpy(d * d)))
     mag = np.float32(np.sqrt(np.float64(total)))
     return torch.tensor(np.float32(np.float64(mag) * np.float64(mag)), dtype=_F32)
 
@@ -211,11 +212,7 @@ def region_delta(layer, output: Tensor, truths, seen: int) -> tuple[Tensor, Tens
         row = torch.arange(H, dtype=_F32, device=dev).view(H, 1)
         aw = bias[:, 0].view(1, num, 1, 1)
         ah = bias[:, 1].view(1, num, 1, 1)
-        # get_region_box: float sums and quotients, exp(t)*anchor/w in double rounded once.
-        px = (col + o[:, :, 0]) / fW
-        py = (row + o[:, :, 1]) / fH
-        pw = (torch.exp(o[:, :, 2].to(_F64)) * aw.to(_F64) / W).to(_F32)
-        ph = (torch.exp(o[:, :, 3].to(_F64)) * ah.to(_F64) / H).to(_F32)
+        px, py, pw, ph = region_boxes(o[:, :, :4], bias)
         pred = torch.stack([px, py, pw, ph], dim=-1)            # (B, num, H, W, 4)
 
         if T:

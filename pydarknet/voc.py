@@ -350,37 +350,48 @@ def convert_dataset(
     """
     report = report or (lambda line: print(line, file=sys.stderr))
     root = Path(os.path.abspath(voc_root))
-    if not (root / "Annotations").is_dir():
-        raise VocError(f"{root}: no Annotations/ folder (not a VOC-layout dataset)")
-    if not (root / "JPEGImages").is_dir():
-        raise VocError(f"{root}: no JPEGImages/ folder (not a VOC-layout dataset)")
+    for sub in ("Annotations", "JPEGImages"):
+        if not (root / sub).is_dir():
+            raise VocError(f"{root}: no {sub}/ folder (not a VOC-layout dataset)")
     lroot = Path(os.path.abspath(labels_root)) if labels_root is not None else root
     out_dir = Path(os.path.abspath(out)) if out is not None else lroot
-    name = name or root.name
-    class_list = _parse_classes(classes)
-
-    # ---- image sets
-    set_ids: dict[str, list[str]] = {}
-    if sets:
-        for s in sets:
-            set_ids[s] = _read_set(root, s)
-    else:
-        found = find_sets(root)
-        if found:
-            for s in found:
-                set_ids[s] = _read_set(root, s)
-        else:
-            set_ids["all"] = sorted(p.stem for p in (root / "Annotations").glob("*.xml"))
-    if not any(set_ids.values()):
-        raise VocError(f"{root}: no images in sets {list(set_ids)}")
-
+    set_ids = _image_sets(root, sets)
     result = ConvertResult(classes=[])
 
     def problem(line: str) -> None:
         result.problems.append(line)
         report(line)
 
-    # ---- labels root: make the images reachable there (Darknet finds labels via the image path)
+    label_dir = _prepare_labels_root(root, lroot, copy_images, result)
+    all_ids = list(dict.fromkeys(i for ids in set_ids.values() for i in ids))
+    parsed = _parse_annotations(root, all_ids, show_progress, problem, result)
+    class_list = _parse_classes(classes)
+    if class_list is None:
+        class_list = sorted({o.name for ann, _ in parsed.values() for o in ann.objects})
+        if not class_list:
+            raise VocError(f"{root}: no objects in any annotation")
+    result.classes = class_list
+    truth = _write_labels(parsed, lroot, label_dir, class_list, clip, ignore_unknown, show_progress, problem, result)
+    _write_lists(out_dir, set_ids, truth, class_list, result)
+    _write_names_and_data(out_dir, name or root.name, set_ids, train_set, valid_set, result)
+    return result
+
+
+def _image_sets(root: Path, sets: Sequence[str] | None) -> dict[str, list[str]]:
+    """The image ids of each set: the named ones, else all of ImageSets/Main, else ``all``."""
+    names = list(sets) if sets else find_sets(root)
+    if names:
+        set_ids = {s: _read_set(root, s) for s in names}
+    else:
+        set_ids = {"all": sorted(p.stem for p in (root / "Annotations").glob("*.xml"))}
+    if not any(set_ids.values()):
+        raise VocError(f"{root}: no images in sets {list(set_ids)}")
+    return set_ids
+
+
+def _prepare_labels_root(root: Path, lroot: Path, copy_images: bool, result: ConvertResult) -> Path:
+    """Make the images reachable from the labels root (Darknet finds labels through the image
+    path) and check that Darknet's path rule leads to ``<lroot>/labels``."""
     lroot.mkdir(parents=True, exist_ok=True)
     if lroot != root:
         for sub in ("JPEGImages", "Annotations", "ImageSets"):
@@ -392,11 +403,13 @@ def convert_dataset(
         raise VocError(f"{lroot}: Darknet replaces the first 'images' or 'raw' in an image path by 'labels', "
                        f"so it would look for the labels of {lroot / 'JPEGImages' / 'x.jpg'} at {probe}; "
                        "use --labels-root DIR with a DIR whose path contains neither")
+    return label_dir
 
-    # ---- parse every annotation once
-    all_ids = list(dict.fromkeys(i for ids in set_ids.values() for i in ids))
+
+def _parse_annotations(root: Path, ids: list[str], show_progress, problem, result: ConvertResult) -> dict:
+    """id -> (annotation, image path) for every usable annotation, each parsed once."""
     parsed: dict[str, tuple[VocAnnotation, Path]] = {}
-    for ident in progress(all_ids, desc="annotations", enabled=show_progress):
+    for ident in progress(ids, desc="annotations", enabled=show_progress):
         xml = root / "Annotations" / f"{ident}.xml"
         if not xml.is_file():
             problem(f"{xml}: no annotation for image id {ident!r}; image skipped")
@@ -422,54 +435,61 @@ def convert_dataset(
             problem(f"{xml}: no image {ident}.* in {root / 'JPEGImages'}; image skipped")
             continue
         parsed[ident] = (ann, img)
+    return parsed
 
-    if class_list is None:
-        class_list = sorted({o.name for ann, _ in parsed.values() for o in ann.objects})
-        if not class_list:
-            raise VocError(f"{root}: no objects in any annotation")
-    result.classes = class_list
+
+def _label_rows(ann: VocAnnotation, class_list: list[str], clip: bool, ignore_unknown: bool, problem,
+                result: ConvertResult) -> tuple[list[str], list[list]]:
+    """(label file lines, truth objects) of one annotation; difficult objects only in the truth."""
     index = {c: i for i, c in enumerate(class_list)}
+    lines, objs = [], []
+    for obj in ann.objects:
+        if obj.name not in index:
+            if not ignore_unknown:
+                problem(f"{ann.path}: unknown class {obj.name!r} (not in {class_list}); object skipped")
+            continue
+        why = box_problem(obj, ann.width, ann.height)
+        if why is not None:
+            fixed = _clip(obj, ann.width, ann.height) if clip and "outside" in why else None
+            if fixed is None:
+                problem(f"{ann.path}: {obj.name} {obj.box}: {why}; object skipped")
+                continue
+            result.notes.append(f"{ann.path}: {obj.name} {obj.box} clipped to the image")
+            obj = fixed
+        cid = index[obj.name]
+        objs.append([cid, obj.xmin, obj.ymin, obj.xmax, obj.ymax, int(obj.difficult)])
+        if obj.difficult:
+            result.difficult += 1
+            continue
+        bb = convert_box((ann.width, ann.height), (obj.xmin, obj.xmax, obj.ymin, obj.ymax))
+        lines.append(str(cid) + " " + " ".join(str(a) for a in bb) + "\n")
+    return lines, objs
 
-    # ---- label files + per-image truth
+
+def _write_labels(parsed: dict, lroot: Path, label_dir: Path, class_list, clip, ignore_unknown, show_progress,
+                  problem, result: ConvertResult) -> dict[str, dict]:
+    """One label file per image where Darknet will look for it; returns the per-image truth."""
     truth: dict[str, dict] = {}
     label_dir.mkdir(parents=True, exist_ok=True)
     for ident in progress(list(parsed), desc="labels", enabled=show_progress):
         ann, img = parsed[ident]
         listed = lroot / "JPEGImages" / img.name
         lpath = label_path(str(listed), darknet_exact=True)
-        expected = str(label_dir / (img.stem + ".txt"))
-        if lpath != expected:
+        if lpath != str(label_dir / (img.stem + ".txt")):
             problem(f"{ann.path}: Darknet would look for the labels of {listed} at {lpath} (it maps only "
                     f".jpg/.png/.JPG/.JPEG picture names to .txt); image skipped (convert or rename the picture)")
             continue
-        lines, objs = [], []
-        for obj in ann.objects:
-            if obj.name not in index:
-                if not ignore_unknown:
-                    problem(f"{ann.path}: unknown class {obj.name!r} (not in {class_list}); object skipped")
-                continue
-            why = box_problem(obj, ann.width, ann.height)
-            if why is not None:
-                fixed = _clip(obj, ann.width, ann.height) if clip and "outside" in why else None
-                if fixed is None:
-                    problem(f"{ann.path}: {obj.name} {obj.box}: {why}; object skipped")
-                    continue
-                result.notes.append(f"{ann.path}: {obj.name} {obj.box} clipped to the image")
-                obj = fixed
-            cid = index[obj.name]
-            objs.append([cid, obj.xmin, obj.ymin, obj.xmax, obj.ymax, int(obj.difficult)])
-            if obj.difficult:
-                result.difficult += 1
-                continue
-            bb = convert_box((ann.width, ann.height), (obj.xmin, obj.xmax, obj.ymin, obj.ymax))
-            lines.append(str(cid) + " " + " ".join(str(a) for a in bb) + "\n")
+        lines, objs = _label_rows(ann, class_list, clip, ignore_unknown, problem, result)
         Path(lpath).write_text("".join(lines))
         result.labels_written += 1
         result.objects += len(lines)
         truth[ident] = {"id": image_id(listed), "path": str(listed), "width": ann.width,
                         "height": ann.height, "objects": objs}
+    return truth
 
-    # ---- lists, truth files, names, data
+
+def _write_lists(out_dir: Path, set_ids: dict, truth: dict, class_list, result: ConvertResult) -> None:
+    """``<set>.txt`` image lists and ``<set>_truth.json`` ground truth, per set."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if any(ch.isspace() for ch in str(out_dir)):
         result.notes.append(f"{out_dir}: the path has blanks; Darknet (and read_data_file) strip blanks "
@@ -485,8 +505,12 @@ def convert_dataset(
         result.list_files[s] = str(list_file)
         result.truth_files[s] = str(truth_file)
 
+
+def _write_names_and_data(out_dir: Path, name: str, set_ids: dict, train_set, valid_set,
+                          result: ConvertResult) -> None:
+    """``<name>.names`` and ``<name>.data`` (train/valid sets chosen as in the docstring)."""
     names_file = out_dir / f"{name}.names"
-    names_file.write_text("".join(c + "\n" for c in class_list))
+    names_file.write_text("".join(c + "\n" for c in result.classes))
     result.names_file = str(names_file)
     set_names = list(set_ids)
     tr = train_set or (_pick(set_names, ["trainval"]) if "test" in set_names else None) \
@@ -499,7 +523,7 @@ def convert_dataset(
     backup.mkdir(exist_ok=True)
     data_file = out_dir / f"{name}.data"
     data_file.write_text(
-        f"classes = {len(class_list)}\n"
+        f"classes = {len(result.classes)}\n"
         f"train = {result.list_files[tr]}\n"
         f"valid = {result.list_files[va]}\n"
         f"names = {names_file}\n"
@@ -508,7 +532,4 @@ def convert_dataset(
         f"valid_truth = {result.truth_files[va]}\n"
     )
     result.data_file = str(data_file)
-    return result
-
-
 # --------------------------------------------------------------------------- command line

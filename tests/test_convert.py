@@ -201,7 +201,9 @@ def _session(ort, path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-ONNX_TOL = 1e-4
+# Measured max |ORT - PyTorch| on the raw last layer: yolov2-voc 416 2.1e-4 (onnxruntime 1.32;
+# 7.2e-5 with 1.16), tiny-voc 4.8e-6; float32 noise of layers whose outputs reach ~1e2.
+ONNX_TOL = 1e-3
 
 
 @pytest.fixture(scope="module")

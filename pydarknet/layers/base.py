@@ -6,6 +6,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import nn
 
+from ..arith import FAST, Arithmetic
 from ..cfg import CfgError, Section
 
 REGISTRY: dict[str, type["Layer"]] = {}
@@ -47,13 +48,14 @@ class Layer(nn.Module):
     """
 
     kind: ClassVar[str] = "?"
-    #: Follow Darknet's float arithmetic operation by operation (see pydarknet.exact).
-    exact: bool = False
+    #: The network's arithmetic (pydarknet.arith: DARKNET or FAST), set by the network.
+    strategy: Arithmetic = FAST
 
     @property
-    def use_exact(self) -> bool:
-        """Exact arithmetic applies to inference; training always takes the autograd path."""
-        return self.exact and not self.training
+    def arith(self) -> Arithmetic:
+        """The arithmetic of this forward: the strategy's inference one, or in ``train()`` mode
+        its training counterpart (plain kernels, since autograd needs them)."""
+        return self.strategy.training() if self.training else self.strategy
 
     def __init__(self, section: Section, index: int):
         super().__init__()

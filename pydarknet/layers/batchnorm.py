@@ -83,7 +83,8 @@ def normalize_and_activate(layer, y: torch.Tensor) -> torch.Tensor:
     """What follows the product in [convolutional] and [connected]: batch norm (training or
     inference) or the bias alone, then the activation, in Darknet's arithmetic when exact."""
     from .. import exact
-    if layer.use_exact:
+    arith = layer.arith
+    if arith.darknet_order:
         if layer.batch_normalize:
             y = exact.batch_norm(y, layer.rolling_mean, layer.rolling_variance, layer.scales, layer.bias)
         else:
@@ -92,7 +93,7 @@ def normalize_and_activate(layer, y: torch.Tensor) -> torch.Tensor:
     if layer.batch_normalize and layer.training:
         # exact: batch statistics summed in Darknet's float order (slower, the same loss as Darknet)
         y = train_batch_norm(y, layer.scales, layer.bias, layer.rolling_mean, layer.rolling_variance,
-                             darknet_order=layer.exact)
+                             darknet_order=arith.ordered_sums)
     elif layer.batch_normalize:
         y = batch_norm(y, layer.rolling_mean, layer.rolling_variance, layer.scales, layer.bias)
     else:

@@ -4,10 +4,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .. import exact
 from .activations import ACTIVATIONS, activation
 from .base import Layer, Shape, register
 from .batchnorm import normalize_and_activate
@@ -46,8 +44,7 @@ class Connected(Layer):
         return [self.bias, self.weight]
 
     def forward(self, x):
-        y = exact.linear(x.flatten(1), self.weight).view(x.shape[0], -1, 1, 1) if self.use_exact \
-            else F.linear(x.flatten(1), self.weight).view(x.shape[0], -1, 1, 1)
+        y = self.arith.linear(x.flatten(1), self.weight).view(x.shape[0], -1, 1, 1)
         return normalize_and_activate(self, y)
 
     def describe(self):

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import exact
 from .activations import ACTIVATIONS, activation
 from .base import Layer, Shape, register
 from .batchnorm import bn_denominator, normalize_and_activate
@@ -80,15 +79,15 @@ class Convolutional(Layer):
         return self._fold
 
     def forward(self, x):
-        if self.batch_normalize and not self.training and not self.use_exact:
+        arith = self.arith
+        if self.batch_normalize and not self.training and not arith.darknet_order:
             # Folding rounds differently from Darknet's (x - mean) / (sqrt(var) + eps) * scale + bias,
             # at the float32 noise level the fast path already has.
             w, b = self._folded()
             y = F.conv2d(x, w, b, self.stride, self.padding, 1, self.groups)
             return F.leaky_relu(y, .1, inplace=True) if self.activation == "leaky" and not torch.is_grad_enabled() \
                 else self._act(y)
-        y = exact.conv2d(x, self.weight, self.stride, self.padding, self.groups) if self.use_exact \
-            else F.conv2d(x, self.weight, None, self.stride, self.padding, 1, self.groups)
+        y = arith.conv2d(x, self.weight, self.stride, self.padding, self.groups)
         return normalize_and_activate(self, y)
 
     def describe(self):

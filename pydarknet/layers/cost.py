@@ -34,7 +34,8 @@ import torch
 
 from .base import Layer, register
 from .passthrough import flat_output_and_truth
-from .softmax import SECRET_NUM, SEMANTICS, sequential_sum
+from ..exact import sum_array
+from .softmax import SECRET_NUM, SEMANTICS
 
 COST_TYPES = ("sse", "masked", "smooth", "L1", "seg", "wgan")
 
@@ -95,7 +96,7 @@ class Cost(Layer):
         if gpu and self.thresh:
             a = torch.tensor(_F(self.thresh * 1. / inputs))
             delta = torch.where(delta * delta < a * a, torch.zeros_like(delta), delta)
-        cost = sequential_sum(error)
+        cost = sum_array(error)
         if self.scale != 1:
             delta = delta * torch.tensor(_F(self.scale))
         return delta.reshape(output.shape), cost

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import exact
-from ..tree import group_softmax, read_tree, resolve_data_path
+from ..tree import read_tree, resolve_data_path
 from .base import Layer, register
 from .passthrough import loss_layer_output
 
@@ -72,7 +71,8 @@ class Region(Layer):
     def forward(self, x):
         n, _, h, w = x.shape
         v = x.view(n, self.num, self.entries, h, w)
-        sigmoid = exact.logistic if self.use_exact else torch.sigmoid
+        arith = self.arith
+        sigmoid = arith.logistic
         xy = sigmoid(v[:, :, 0:2])
         coords = v[:, :, 2:self.coords]
         obj = v[:, :, self.coords:self.coords + 1]
@@ -82,10 +82,9 @@ class Region(Layer):
         if self.tree is not None:
             # What Darknet's GPU kernel computes.  Its CPU tree branch is broken (divides by an
             # unset temperature and mis-indexes; pjreddie/darknet #143, #144), so we follow the GPU.
-            cls = exact.group_softmax(cls.movedim(2, -1), self.tree).movedim(-1, 2) if self.use_exact \
-                else group_softmax(cls, self.tree, dim=2)
+            cls = arith.group_softmax(cls.movedim(2, -1), self.tree).movedim(-1, 2)
         elif self.softmax:
-            cls = exact.softmax(cls, 2) if self.use_exact else torch.softmax(cls, dim=2)
+            cls = arith.softmax(cls, 2)
         y = torch.cat([xy, coords, obj, cls], dim=2).view(n, -1, h, w)
         return loss_layer_output(x, y, self._logistic_mask(x)) if self.training else y
 

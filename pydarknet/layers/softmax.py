@@ -17,22 +17,15 @@ the two agree.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from .. import exact
-from ..tree import group_softmax, read_tree, resolve_data_path
+from ..exact import sum_array
+from ..tree import read_tree, resolve_data_path
 from .base import Layer, register
 from .passthrough import flat_output_and_truth, loss_layer_output
 
 SECRET_NUM = -1234.0
 SEMANTICS = ("gpu", "cpu")
-
-
-def sequential_sum(values: torch.Tensor) -> float:
-    """Darknet's ``sum_array``: a float32 sum in memory order, one addition at a time."""
-    a = values.detach().reshape(-1).to(torch.float32).cpu().numpy()
-    return float(np.add.accumulate(a, dtype=np.float32)[-1]) if a.size else 0.0
 
 
 @register("softmax")
@@ -64,30 +57,23 @@ class Softmax(Layer):
             raise self.error(f"{s.numel} inputs are not divisible by groups={self.groups}")
         return s
 
-    def _softmax(self, x: torch.Tensor, darknet_arith: bool) -> torch.Tensor:
+    def _softmax(self, x: torch.Tensor, arith) -> torch.Tensor:
         n = x.shape[0]
         if self.spatial:
             # Only Darknet's GPU layer has spatial=1: a softmax over channels at every position,
             # at temperature 1.
-            return exact.softmax(x, 1) if darknet_arith else torch.softmax(x, dim=1)
+            return arith.softmax(x, 1)
         if self.tree is not None:
-            flat = x.reshape(n, -1)
-            if darknet_arith:
-                return exact.group_softmax(flat, self.tree, self.temperature).reshape(x.shape)
-            t = flat / self.temperature if self.temperature != 1 else flat
-            return group_softmax(t, self.tree, dim=1).reshape(x.shape)
-        if darknet_arith:
-            return exact.softmax(x.reshape(n, self.groups, -1), 2, self.temperature).reshape(x.shape)
-        t = x / self.temperature if self.temperature != 1 else x
-        return torch.softmax(t.reshape(n, self.groups, -1), dim=2).reshape(x.shape)
+            return arith.group_softmax(x.reshape(n, -1), self.tree, self.temperature).reshape(x.shape)
+        return arith.softmax(x.reshape(n, self.groups, -1), 2, self.temperature).reshape(x.shape)
 
     def forward(self, x):
         if not self.training:
-            return self._softmax(x, self.use_exact)
+            return self._softmax(x, self.arith)
         # Training: Darknet back-propagates the delta straight through (the x-ent gradient), so
-        # the output itself needs no autograd and can follow Darknet's arithmetic.
+        # the output itself needs no autograd and follows the network's inference arithmetic.
         with torch.no_grad():
-            y = self._softmax(x, self.exact)
+            y = self._softmax(x, self.strategy)
         return loss_layer_output(x, y)
 
     def delta(self, output: torch.Tensor, truth, seen: int = 0):
@@ -104,7 +90,7 @@ class Softmax(Layer):
             masked = t == SECRET_NUM
             d = d.masked_fill(masked, 0.)
             loss = loss.masked_fill(masked, 0.)
-        return d.reshape(output.shape), sequential_sum(loss)
+        return d.reshape(output.shape), sum_array(loss)
 
     def describe(self):
         return f"softmax                                        {self.out_shape.numel:4d}"
