@@ -21,6 +21,7 @@ import numpy as np
 
 from .data import DataError, read_data_file, read_list
 from .data import label_path, read_labels
+from .paths import resolve_beside
 
 __all__ = [
     "wh_iou",
@@ -133,13 +134,6 @@ def iou_curve(boxes, kmax: int, seed: int | None = 0, n_init: int = 10) -> list[
 
 
 # --------------------------------------------------------------------------- data
-def _resolve(value: str, base: Path) -> Path:
-    p = Path(value)
-    if not p.is_absolute() and not p.exists() and (base / p).exists():
-        return base / p
-    return p
-
-
 def load_boxes(source, min_size: float = 0.001, report=None) -> tuple[np.ndarray, dict]:
     """Relative (w, h) of every training box: ``source`` is a ``.data`` file (its ``train=``
     list) or a list of image paths; each image's Darknet label file is read (:func:`label_path`).
@@ -153,7 +147,7 @@ def load_boxes(source, min_size: float = 0.001, report=None) -> tuple[np.ndarray
         opts = read_data_file(source)
         if "train" not in opts:
             raise DataError(f"{source}: no train= entry")
-        list_path = _resolve(opts["train"], source.parent)
+        list_path = resolve_beside(opts["train"], source)
     else:
         list_path = source
     paths = read_list(list_path)

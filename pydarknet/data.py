@@ -21,6 +21,8 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import torch
 
+from .paths import resolve_beside
+
 __all__ = ["DataError", "DataWarning", "read_data_file", "read_names", "read_list", "IMAGE_SUFFIXES",
            "DataConfig", "label_path", "read_labels", "multiscale_size", "MultiScale", "SampleKey",
            "DetectionDataset", "DetectionBatchSampler", "DetectionLoader", "detection_loader",
@@ -124,11 +126,7 @@ class DataConfig:
         """A path named in the file: as given (relative to the working directory, as
         Darknet reads it) when it exists there, else relative to the ``.data`` file's
         folder when it exists there, else as given."""
-        p = Path(value)
-        if p.is_absolute() or p.exists() or self.path is None:
-            return p
-        beside = self.path.parent / p
-        return beside if beside.exists() else p
+        return resolve_beside(value, self.path)
 
     def train_list(self) -> list[str]:
         return read_list(self.resolve(self.train))

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .paths import resolve_beside
+
 __all__ = ["WordTree", "read_tree", "group_softmax", "resolve_data_path", "hierarchy_predictions",
            "hierarchy_top_prediction"]
 
@@ -82,11 +84,7 @@ def group_softmax(x: torch.Tensor, tree: WordTree, dim: int) -> torch.Tensor:
 def resolve_data_path(name: str, cfg_path: str | None) -> Path:
     """A file named in a cfg (tree=, map=): Darknet opens it relative to the working
     directory; we also look beside the cfg file."""
-    p = Path(name)
-    if p.is_file() or p.is_absolute() or not cfg_path:
-        return p
-    beside = Path(cfg_path).parent / p
-    return beside if beside.is_file() else p
+    return resolve_beside(name, cfg_path)
 
 
 def hierarchy_predictions(probs: torch.Tensor, tree: WordTree, only_leaves: bool = False) -> torch.Tensor:

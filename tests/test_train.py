@@ -2,11 +2,13 @@
 
 The fixtures are three iterations of Darknet's GPU training semantics run on the CPU
 (``gpusem``: the region delta times the logistic gradient is back-propagated), batch 2, with
-``burn_in`` 0 and 10.  Tolerances from the issue: iteration 1 loss within 1e-4 relative, seen
-and learning rate equal, the weight update (after - before, the whole weights file) within 5%
-relative L2 and every layer's within 5%; iterations 2-3 loss within 1e-2.  Measured: iteration 1
-loss 1.4e-6 relative, update 1.5e-4 relative L2 (burn_in 0), because batch norm sums its
-statistics in Darknet's float order; the rest is float32 noise of the convolutions.
+``burn_in`` 0 and 10.  Seen and the learning rate are equal; the loss and the weight update
+(after - before: the whole weights file, and each layer's vector) are compared by relative
+difference, with tolerances 10x the largest distance measured over the four fixtures (synthetic
+and photo, burn_in 0 and 10): loss 1.7e-6 (iteration 1) / 2.0e-4 (iterations 2-3); update
+relative L2 1.5e-4 (iterations 1-2) / 1.2e-3 (iteration 3); worst layer 5.4e-4 / 4.3e-3.
+Batch norm sums its statistics in Darknet's float order; the rest is float32 noise of the
+convolutions, which grows with each iteration.
 """
 from __future__ import annotations
 
@@ -33,6 +35,10 @@ def train_sets():
     return params
 
 
+# (loss, whole update, each layer's update) relative tolerances per iteration: 10x measured
+TOLERANCES = {0: (2e-5, 1.5e-3, 5.4e-3), 1: (2e-3, 1.5e-3, 5.4e-3), 2: (2e-3, 1.2e-2, 4.3e-2)}
+
+
 def weights_body(data: bytes) -> np.ndarray:
     return np.frombuffer(data[20:], "<f4").astype(np.float64)
 
@@ -53,20 +59,20 @@ def test_three_iterations_match_darknet(folder, variant, tmp_path):
         loss = trainer.step(images, truths)
         assert net.seen == z["seen"][it]
         assert np.float32(trainer.last_rate) == z["learning_rate"][it]
-        tol = 1e-4 if it == 0 else 1e-2
-        assert loss == pytest.approx(float(z["train_network_return"][it]), rel=tol)
+        loss_tol, update_tol, layer_tol = TOLERANCES[min(it, 2)]
+        assert loss == pytest.approx(float(z["train_network_return"][it]), rel=loss_tol)
         net.save_weights(tmp_path / "w")
         saved = (tmp_path / "w").read_bytes()
         assert saved[:20] == z["weights_file"][it].tobytes()[:20]  # header, seen included
         ours, ref = weights_body(saved), weights_body(z["weights_file"][it].tobytes())
         du, dr = ours - ours_prev, ref - ref_prev
-        assert np.linalg.norm(du - dr) <= 0.05 * np.linalg.norm(dr), f"iteration {it + 1} update"
+        assert np.linalg.norm(du - dr) <= update_tol * np.linalg.norm(dr), f"iteration {it + 1} update"
         for row in z["conv_table"]:
             n, c, size = row[0], row[1], row[2]
             lo, hi = row[4], row[8] + n * c * size * size
             u, r = du[lo:hi], dr[lo:hi]
-            assert abs(np.linalg.norm(u) - np.linalg.norm(r)) <= 0.05 * np.linalg.norm(r), \
-                f"iteration {it + 1}, layer at float {lo}"
+            assert np.linalg.norm(u - r) <= layer_tol * np.linalg.norm(r), \
+                f"iteration {it + 1}, layer at float {lo}: update vector differs"
         ours_prev, ref_prev = ours, ref
 
 

@@ -8,11 +8,14 @@ from pathlib import Path
 
 from .. import data as datamod
 from ..cfg import CfgError
+from ..convert import ConvertError
 from ..data import IMAGE_SUFFIXES, DataError
 from ..image import ImageError
 from ..weights import WeightsError
 
 USER_ERRORS = (CfgError, WeightsError, DataError, ImageError, FileNotFoundError)
+#: what converting a model file can meet: bad input, an unsupported conversion, an unwritable file
+CONVERT_ERRORS = (ConvertError, CfgError, WeightsError, DataError, OSError)
 
 
 def warn_to_stderr(message, category, filename, lineno, file=None, line=None):

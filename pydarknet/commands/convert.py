@@ -7,14 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cfg import CfgError
 from ..convert import DEFAULT_OPSET, FORMATS, ConvertError, convert, header_dict, target_format
-from ..data import DataError
-from ..weights import WeightsError
-from .common import fail, setup_command
+from .common import CONVERT_ERRORS, fail, setup_command
 
-
-USER_ERRORS = (ConvertError, CfgError, WeightsError, DataError, OSError)
 
 
 def main(argv=None, prog: str = "convert.py") -> int:
@@ -43,7 +38,7 @@ def main(argv=None, prog: str = "convert.py") -> int:
         opts = dict(with_boxes=args.with_boxes, opset=args.opset, batch=args.batch,
                     check=not args.no_check) if fmt == "onnx" else {}
         net = convert(args.src, args.dst, args.cfg, to=fmt, names=args.names, **opts)
-    except USER_ERRORS as e:
+    except CONVERT_ERRORS as e:
         return fail(e)
     h = header_dict(net)
     print(f"{args.src} -> {args.dst} ({fmt}): {len(net.layers)} layers, header "

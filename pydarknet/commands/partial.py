@@ -8,14 +8,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cfg import CfgError
-from ..convert import ConvertError, partial
-from ..data import DataError
-from ..weights import WeightsError
-from .common import fail, setup_command
+from ..convert import partial
+from .common import CONVERT_ERRORS, fail, setup_command
 
-
-USER_ERRORS = (ConvertError, CfgError, WeightsError, DataError, OSError)
 
 
 def main(argv=None, prog: str = "partial.py") -> int:
@@ -32,7 +27,7 @@ def main(argv=None, prog: str = "partial.py") -> int:
     setup_command()
     try:
         partial(args.cfg, args.weights, args.out, args.n, cfg_out=args.cfg_out)
-    except USER_ERRORS as e:
+    except CONVERT_ERRORS as e:
         return fail(e)
     print(f"Saving weights to {args.out}: layers 0..{args.n - 1} ({Path(args.out).stat().st_size} bytes, "
           f"seen 0)", file=sys.stderr)
