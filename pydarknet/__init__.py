@@ -5,8 +5,10 @@ from .detect import Detection, detect
 from .image import ImageError, letterbox, load_image, resize
 from .layers import BuildError
 from .network import Darknet, NetOptions, load_network
+from .train import Trainer, TrainingError
 from .weights import WeightsError
 
 __all__ = ["Darknet", "NetOptions", "load_network", "detect", "Detection", "load_image", "resize",
-           "letterbox", "CfgError", "CfgWarning", "BuildError", "WeightsError", "ImageError", "DataError"]
-__version__ = "0.1.0"
+           "letterbox", "Trainer", "TrainingError", "CfgError", "CfgWarning", "BuildError", "WeightsError",
+           "ImageError", "DataError"]
+__version__ = "0.2.0"

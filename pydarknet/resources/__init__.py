@@ -1,10 +1,10 @@
 """What the package ships: our cfgs, names and data files (``cfg/`` in the repository) and the
-offline demo model (``weights/``), found through ``importlib.resources`` when installed and
+offline demo model (``weights/``), found through the import system (``importlib``) when installed and
 in the checkout when run from it."""
 from __future__ import annotations
 
 import os
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 __all__ = ["cfg_dir", "weights_dir", "shipped_cfg", "resolve_cfg"]
@@ -13,10 +13,14 @@ _CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def _folder(package: str, checkout_name: str) -> Path:
+    """The folder of a data package (a namespace package: the folder has no __init__.py)."""
     try:
-        return Path(str(resources.files(package)))
-    except ModuleNotFoundError:      # run from a checkout that is not installed
+        spec = importlib.util.find_spec(package)
+    except ModuleNotFoundError:
+        spec = None
+    if spec is None or not spec.submodule_search_locations:   # a checkout that is not installed
         return _CHECKOUT / checkout_name
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def cfg_dir() -> Path:
