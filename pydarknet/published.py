@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import http.client
 import os
-import socket
 import tempfile
 import urllib.error
 import urllib.request
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .weights import Header, expected_size, read_header
 
-__all__ = ["PUBLISHED", "Published", "NoNetworkError", "shipped_cfg_dir", "default_weights_dir", "identify",
+__all__ = ["PUBLISHED", "Published", "NoNetworkError", "DownloadError", "shipped_cfg_dir", "default_weights_dir", "identify",
            "describe_size", "verify", "download"]
 
 BASE_URL = "https://pjreddie.com/media/files/"
@@ -135,8 +135,12 @@ def describe_size(size: int, cfg_path=None) -> str:
 
 
 # --- checking and downloading ----------------------------------------------------------------
-class NoNetworkError(OSError):
-    """The server could not be reached; the message says how to fetch the file by hand."""
+class DownloadError(OSError):
+    """The transfer failed; the message says how to fetch the file by hand."""
+
+
+class NoNetworkError(DownloadError):
+    """The server could not be reached."""
 
 
 def _sha256(path: Path) -> str:
@@ -185,21 +189,28 @@ def verify(path, item: Published, sha256: str | None = None, sums: Path | None =
 
 
 def _fetch(url: str, out, progress) -> None:
-    """Copy ``url`` into the open file ``out``; NoNetworkError when the server cannot be reached."""
+    """Copy ``url`` into the open file ``out``.  NoNetworkError when the server cannot be
+    reached, DownloadError when the transfer breaks off; HTTPError passes through."""
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            for block in iter(lambda: response.read(1 << 20), b""):
-                out.write(block)
-                done += len(block)
-                if progress:
-                    progress(done, total)
+        response = urllib.request.urlopen(url, timeout=60)
     except urllib.error.HTTPError:
         raise
-    except (urllib.error.URLError, socket.timeout, ConnectionError) as e:
-        reason = getattr(e, "reason", e)
-        raise NoNetworkError(f"no network: cannot reach {url} ({reason})") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise NoNetworkError(f"no network: cannot reach {url} ({getattr(e, 'reason', e)})") from None
+    done = 0
+    with response:
+        total = int(response.headers.get("Content-Length") or 0)
+        while True:
+            try:
+                block = response.read(1 << 20)
+            except (OSError, http.client.HTTPException) as e:
+                raise DownloadError(f"the download of {url} broke off after {done:,} bytes ({e})") from None
+            if not block:
+                return
+            out.write(block)
+            done += len(block)
+            if progress:
+                progress(done, total)
 
 
 def fetch_by_hand(item: Published, target: Path) -> str:
@@ -211,7 +222,8 @@ def fetch_by_hand(item: Published, target: Path) -> str:
 
 def download(name: str, dest_dir=None, sha256: str | None = None, progress=None) -> Path:
     """Fetch one published file into ``dest_dir``: written under a temporary name in that
-    folder, verified, then renamed, so the final name only ever holds a checked file."""
+    folder, verified, then renamed, so the final name only ever holds a checked file.  A file
+    already there that passes the checks is kept as it is."""
     if name not in PUBLISHED:
         raise KeyError(f"unknown weights {name!r}; known: {', '.join(PUBLISHED)}")
     item = PUBLISHED[name]
@@ -219,13 +231,21 @@ def download(name: str, dest_dir=None, sha256: str | None = None, progress=None)
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / name
     sums = dest_dir / "SHA256SUMS"
+    if target.is_file():  # already fetched: keep it if it checks out, else fetch it again
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                verify(target, item, sha256, sums)
+            return target
+        except (OSError, ValueError):
+            pass
     fd, tmp = tempfile.mkstemp(prefix=name + ".", suffix=".part", dir=dest_dir)
     try:
         with os.fdopen(fd, "wb") as out:
             try:
                 _fetch(item.url, out, progress)
-            except NoNetworkError as e:
-                raise NoNetworkError(f"{e}. {fetch_by_hand(item, target)}") from None
+            except DownloadError as e:
+                raise type(e)(f"{e}. {fetch_by_hand(item, target)}") from None
             except urllib.error.HTTPError as e:
                 raise OSError(f"{item.url}: the server answered {e.code} {e.reason}; "
                               f"{fetch_by_hand(item, target)}") from None

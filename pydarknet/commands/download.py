@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..published import BASE_URL, PUBLISHED, NoNetworkError, default_weights_dir, describe_size, download, verify
+from ..published import BASE_URL, PUBLISHED, DownloadError, default_weights_dir, describe_size, download, verify
 
 
 def _list() -> None:
@@ -85,13 +85,13 @@ def main(argv=None, prog: str | None = None) -> int:
     for name in args.names:
         try:
             path = _fetch(name, dest, args.sha256)
-        except NoNetworkError as e:
+        except DownloadError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         except (OSError, ValueError) as e:
             print(f"error: {name}: {e}", file=sys.stderr)
             return 1
-        print(f"saved {path}")
+        print(f"ready: {path}")
     return 0
 
 
