@@ -3,7 +3,7 @@
 pjreddie published the YOLOv2-generation detectors and ImageNet classifiers as
 ``https://pjreddie.com/media/files/NAME``.  A file is a header (16 bytes: version 0.1.0 and a
 32-bit ``seen``; 20 bytes: 0.2.0 and a 64-bit ``seen``) then ``floats`` float32 values, the
-count our cfg implies (``tests/test_published.py`` derives it from each cfg).  Which header a
+count our cfg implies (``tests/test_published_cfgs.py`` derives it from each cfg).  Which header a
 file has is Darknet's version when pjreddie saved it, so it varies from file to file; where
 a file's exact size has been seen (download logs, other loaders' size errors, the copy in
 ``../shared/real``) ``header`` records it, elsewhere both sizes are accepted.
@@ -29,8 +29,8 @@ from pathlib import Path
 
 from .weights import Header, expected_size, read_header
 
-__all__ = ["PUBLISHED", "Published", "NoNetworkError", "DownloadError", "shipped_cfg_dir", "default_weights_dir", "identify",
-           "describe_size", "verify", "download"]
+__all__ = ["PUBLISHED", "Published", "DownloadError", "NoNetworkError", "shipped_cfg_dir", "default_weights_dir",
+           "identify", "describe_size", "verify", "download"]
 
 BASE_URL = "https://pjreddie.com/media/files/"
 HEADERS = (16, 20)   # bytes of a 0.1.0 (32-bit seen) and of a 0.2.0 (64-bit seen) header
