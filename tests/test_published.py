@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_published_cfgs import synthetic_tree
+from test_published_cfgs import shared_dir, synthetic_tree
 
 from pydarknet import Darknet, WeightsError
 from pydarknet.commands.download import main
@@ -21,7 +21,7 @@ from pydarknet.tree import DATA_ENV
 from pydarknet.weights import Header
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_TINY = ROOT.parent / "shared" / "real" / "tiny" / "tiny.weights"
+REAL_TINY = shared_dir() / "real" / "tiny" / "tiny.weights"
 # The YOLOv2-generation files pjreddie published (issue 14), each with a cfg we ship.
 REQUIRED = ["yolov2.weights", "yolov2-tiny.weights", "yolov2-voc.weights", "yolov2-tiny-voc.weights",
             "yolo9000.weights", "darknet19.weights", "darknet19_448.weights", "darknet19_448.conv.23",

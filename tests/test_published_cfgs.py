@@ -3,6 +3,7 @@ published weights file has, and (with ../shared) has the graph and options of pj
 original cfg; coco.names, coco.data and imagenet1k.data follow Darknet's conventions."""
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
@@ -18,7 +19,16 @@ from pydarknet.tree import DATA_ENV
 from pydarknet.weights import Header, expected_size
 
 ROOT = Path(__file__).resolve().parents[1]
-ZOO = ROOT.parent / "shared" / "cfg-zoo" / "pjreddie"
+
+
+def shared_dir() -> Path:
+    """../shared, or where $PYDARKNET_SHARED points (as conftest.shared_golden_dir reads it)."""
+    env = os.environ.get("PYDARKNET_SHARED")
+    base = Path(env) if env else ROOT.parent / "shared"
+    return base.parent if base.name == "golden" else base
+
+
+ZOO = shared_dir() / "cfg-zoo" / "pjreddie"
 CFGS = sorted({p.cfg for p in PUBLISHED.values()})
 
 
@@ -106,7 +116,7 @@ def test_coco_names():
     assert names[:5] == ["person", "bicycle", "car", "motorbike", "aeroplane"]
     assert names[-1] == "toothbrush" and "diningtable" in names and "tvmonitor" in names
     assert names.index("hair drier") == 78
-    other = ROOT.parent / "shared" / "real" / "yolo-fastest-1.1" / "coco.names"
+    other = shared_dir() / "real" / "yolo-fastest-1.1" / "coco.names"
     if other.is_file():
         assert names == other.read_text().splitlines()
 
