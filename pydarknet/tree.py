@@ -6,6 +6,7 @@ is the first run, the root group.  Softmax is taken within each group.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def read_tree(path) -> WordTree:
     try:
         lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
     except OSError as e:
-        raise FileNotFoundError(f"{path}: cannot read tree file ({e.strerror})") from None
+        hint = MISSING_DATA_HINT if isinstance(e, FileNotFoundError) else ""
+        raise FileNotFoundError(f"{path}: cannot read tree file ({e.strerror}){hint}") from None
     names, parent = [], []
     for lineno, parts in enumerate(lines, 1):
         try:
@@ -81,10 +83,24 @@ def group_softmax(x: torch.Tensor, tree: WordTree, dim: int) -> torch.Tensor:
     return (e / total.gather(-1, seg)).movedim(-1, dim)
 
 
+DATA_ENV = "PYDARKNET_DATA"
+MISSING_DATA_HINT = (
+    f"; tree and map files (9k.tree, coco9k.map, ...) are Darknet's data, not shipped with pydarknet: "
+    f"get them from Darknet's data/ folder (https://github.com/pjreddie/darknet/tree/master/data) and put "
+    f"them where the cfg names them (relative to the working directory or to the cfg), or set "
+    f"{DATA_ENV} to the folder that holds them")
+
+
 def resolve_data_path(name: str, cfg_path: str | None) -> Path:
     """A file named in a cfg (tree=, map=): Darknet opens it relative to the working
-    directory; we also look beside the cfg file."""
-    return resolve_beside(name, cfg_path)
+    directory; we also look beside the cfg file, then in the folder ``$PYDARKNET_DATA``
+    (the name as written, then its last part: ``data/9k.tree`` is found as
+    ``$PYDARKNET_DATA/data/9k.tree`` or ``$PYDARKNET_DATA/9k.tree``)."""
+    p = resolve_beside(name, cfg_path)
+    if p.is_file() or p.is_absolute() or not os.environ.get(DATA_ENV):
+        return p
+    folder = Path(os.environ[DATA_ENV])
+    return next((c for c in (folder / p, folder / p.name) if c.is_file()), p)
 
 
 def hierarchy_predictions(probs: torch.Tensor, tree: WordTree, only_leaves: bool = False) -> torch.Tensor:

@@ -91,6 +91,13 @@ def expected_size(net, cutoff=None, header: Header = Header()) -> int:
     return header.nbytes + 4 * sum(p.numel() for _, ps in _layer_blobs(net, cutoff, True) for p in ps)
 
 
+def _what_it_is(size: int, net) -> str:
+    """'; this is <the published model of that size>' or '; its size fits <cfg>', or ''."""
+    from .published import describe_size  # lazy: published imports network, which imports us
+    what = describe_size(size, getattr(net, "cfg_path", None))
+    return f"; {what}" if what else ""
+
+
 def load_weights(net, path, cutoff: int | None = None) -> Header:
     """Fill ``net``'s parameters from a Darknet weights file; sets ``net.seen`` and ``net.header``."""
     path = Path(path)
@@ -115,7 +122,7 @@ def load_weights(net, path, cutoff: int | None = None) -> Header:
                 raise WeightsError(
                     f"{path}: file is too short for {net.cfg_path}: expected {need} bytes, found {len(buf)} "
                     f"(ran out in layer {layer.index} [{layer.header}], which needs {4 * size} bytes at "
-                    f"byte {header.nbytes + 4 * offset})")
+                    f"byte {header.nbytes + 4 * offset}){_what_it_is(len(buf), net)}")
             for p in params:
                 from_file, _ = _file_view(layer, p, header)
                 block = torch.from_numpy(from_file(data[offset:offset + p.numel()]).copy())
@@ -125,9 +132,13 @@ def load_weights(net, path, cutoff: int | None = None) -> Header:
             if var is not None and any(v is var for v in params) and not bool((var >= 0).all()):
                 raise WeightsError(
                     f"{path}: layer {layer.index} [{layer.header}] reads a negative batch-norm variance: "
-                    f"this file is not for {net.cfg_path} (expected {need} bytes, found {len(buf)})")
+                    f"this file is not for {net.cfg_path} (expected {need} bytes, found {len(buf)})"
+                    f"{_what_it_is(len(buf), net)}")
     used = header.nbytes + 4 * offset
     if used < len(buf) and cutoff is None:
+        what = _what_it_is(len(buf), net)
+        if what:  # the whole file of another model: its last layers read garbage
+            raise WeightsError(f"{path}: {len(buf)} bytes does not fit {net.cfg_path} (expected {need}){what}")
         warnings.warn(f"{path}: {len(buf) - used} trailing bytes after the last layer "
                       f"(expected {need} bytes for {net.cfg_path}, found {len(buf)}); they were ignored",
                       stacklevel=3)

@@ -16,7 +16,8 @@ CFG_DIR = Path(__file__).resolve().parents[1] / "cfg"
 NETWORKS = ["yolov2-voc", "yolov2-tiny-voc", "darknet19", "darknet19_448"]
 # Our cfgs that have a Darknet original in ../shared/golden/cfg-original.
 WITH_ORIGINAL = ["yolov2-voc", "yolov2-tiny-voc", "darknet19"]
-# Sizes of the official weights files (yolov2-voc.weights, yolov2-tiny-voc.weights, darknet19.weights).
+# Sizes of these cfgs' weights files with Darknet's current 20-byte header (0.2.0). The published
+# files' own headers vary (yolov2-tiny-voc.weights has the 16-byte one): see pydarknet/published.py.
 OFFICIAL_WEIGHTS_BYTES = {"yolov2-voc": 202_704_264, "yolov2-tiny-voc": 63_471_560, "darknet19": 83_427_124}
 
 

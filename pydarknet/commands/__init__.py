@@ -21,6 +21,7 @@ VERBS = {
     "anchors": ("anchors", "main", "k-means (1 - IoU) anchors from a dataset"),
     "voc_label": ("voc_label", "main", "VOC XML -> Darknet labels, lists, .names, .data"),
     "demo": ("demo", "main", "the offline demo (shipped shapes detector)"),
+    "download": ("download", "main", "Darknet's published weights by name (needs internet), checked"),
 }
 DETECTOR = {
     "test": ("detect", "detector_test", "DATA CFG WEIGHTS IMAGE...: detections per picture"),
