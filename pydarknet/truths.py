@@ -116,7 +116,7 @@ def _truth_from_labels(paths: Sequence[str], report) -> Truth:
             report(f"warning: {p}: cannot read the image for its size; its labels are ignored")
             continue
         sizes[iid] = size
-        for c, x, y, w, h in read_labels(label_path(p, darknet_exact=True), missing_ok=True):
+        for c, x, y, w, h in read_labels(label_path(p, darknet_exact=True), missing_ok=True).astype(float):
             rows.append((iid, int(c), *unconvert_box(size, (x, y, w, h)), 0))
     return Truth(rows, sizes, images, "Darknet label files (no difficult flags)", has_difficult=False)
 

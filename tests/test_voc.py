@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from pydarknet.data import label_path, read_labels
 from pydarknet.commands import voc_label as voc_label_cmd
 from pydarknet import voc
 from pydarknet.data import read_data_file, read_list, read_names
@@ -36,9 +37,9 @@ def check_round_trip(list_file, ann_dir, classes, size_of):
     """Every listed image's label file maps back to its non-difficult XML boxes within 1 px."""
     n_boxes = 0
     for img in read_list(list_file):
-        lp = voc.label_path(img)
+        lp = label_path(img, darknet_exact=True)
         assert Path(lp).is_file(), lp
-        rows = voc.read_labels(lp)
+        rows = read_labels(lp, missing_ok=True).astype(np.float64)
         W, H = size_of(img)
         back = sorted((int(c), *voc.unconvert_box((W, H), (x, y, w, h))) for c, x, y, w, h in rows)
         want = sorted(b[:5] for b in xml_boxes(Path(ann_dir) / (Path(img).stem + ".xml"), classes) if not b[5])
@@ -60,12 +61,12 @@ def test_convert_box_is_voc_label_arithmetic():
 
 
 def test_label_path_follows_darknet():
-    assert voc.label_path("/d/VOC2007/JPEGImages/000001.jpg") == "/d/VOC2007/labels/000001.txt"
-    assert voc.label_path("/d/x/JPEGImages/a.png") == "/d/x/labels/a.txt"
-    assert voc.label_path("/d/images/a.JPEG") == "/d/labels/a.txt"
+    assert label_path("/d/VOC2007/JPEGImages/000001.jpg", darknet_exact=True) == "/d/VOC2007/labels/000001.txt"
+    assert label_path("/d/x/JPEGImages/a.png", darknet_exact=True) == "/d/x/labels/a.txt"
+    assert label_path("/d/images/a.JPEG", darknet_exact=True) == "/d/labels/a.txt"
     # Darknet replaces the first 'images' anywhere in the path, and not '.jpeg'
-    assert voc.label_path("/home/images/v/JPEGImages/a.jpg") == "/home/labels/v/labels/a.txt"
-    assert voc.label_path("/d/JPEGImages/a.jpeg") == "/d/labels/a.jpeg"
+    assert label_path("/home/images/v/JPEGImages/a.jpg", darknet_exact=True) == "/home/labels/v/labels/a.txt"
+    assert label_path("/d/JPEGImages/a.jpeg", darknet_exact=True) == "/d/labels/a.jpeg"
     assert voc.image_id("/d/JPEGImages/2008_000001.jpg") == "2008_000001"
     assert voc.image_id("/d/a.b.jpg") == "a"  # basecfg stops at the first dot
 
@@ -104,7 +105,7 @@ def test_raccoon_round_trip(raccoon, tmp_path):
     ann = voc.parse_annotation(raccoon / "Annotations" / (Path(first).stem + ".xml"))
     o = ann.objects[0]
     bb = voc.convert_box((ann.width, ann.height), (o.xmin, o.xmax, o.ymin, o.ymax))
-    assert Path(voc.label_path(first)).read_text().splitlines()[0] == "0 " + " ".join(str(a) for a in bb)
+    assert Path(label_path(first, darknet_exact=True)).read_text().splitlines()[0] == "0 " + " ".join(str(a) for a in bb)
 
 
 # --------------------------------------------------------------------------- a set never seen
@@ -193,7 +194,7 @@ def test_unseen_voc_set(tmp_path, capsys):
     ann = filtered_ann_dir()
     n = sum(check_round_trip(work / f"{s}.txt", ann, classes, size_of) for s in ("train", "val"))
     assert n == 5
-    assert Path(voc.label_path(str(work / "JPEGImages" / "a7.jpg"))).read_text() == ""  # only difficult
+    assert Path(label_path(str(work / "JPEGImages" / "a7.jpg"), darknet_exact=True)).read_text() == ""  # only difficult
     # difficult objects: out of the labels, in the truth files
     truth = voc.read_truth_json(work / "val_truth.json")
     a7 = next(e for e in truth["images"] if e["id"] == "a7")
@@ -215,7 +216,7 @@ def test_default_classes_and_in_place(tmp_path):
     assert res.classes == ["bird", "cat", "dog", "zebra"]
     assert (src / "labels" / "a1.txt").is_file() and (src / "set2.data").is_file()
     assert read_list(src / "train.txt")[0] == str(src / "JPEGImages" / "a1.jpg")
-    rows = voc.read_labels(src / "labels" / "a2.txt")
+    rows = read_labels(src / "labels" / "a2.txt", missing_ok=True)
     assert len(rows) == 3
     x1, y1, x2, y2 = voc.unconvert_box((100, 100), rows[2, 1:])
     assert (x1, y1, x2, y2) == pytest.approx((80, 80, 100, 95))
