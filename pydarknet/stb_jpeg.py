@@ -1,0 +1,1042 @@
+"""JPEG decoding exactly as Darknet's stb_image (v2.19) does it, bit for bit.
+
+Darknet reads pictures with ``stbi_load(path, &w, &h, &c, 3)``.  stb's JPEG
+decoder is not libjpeg: its integer IDCT, its "fancy" chroma upsampling (only
+for 2x1, 1x2 and 2x2 subsampling; nearest neighbour otherwise) and its
+reduced-precision YCbCr->RGB give pixels that differ from OpenCV's by up to
+tens of levels.  This module follows stb's scalar C step by step:
+
+* markers and tables are parsed in Python (``_Parser``), with stb's checks and
+  its short failure reasons ("bad huffman code", "expected marker", ...);
+* the entropy-coded scans (baseline and progressive, restart intervals), the
+  IDCT, the upsampling and the colour conversion are numba kernels
+  (``cache=True``, so the JIT cost is paid once per machine).
+
+Like stb, bytes past the end of the file read as 0, a truncated file without
+EOI is an error ("expected marker"), and a corrupt block stops the whole load.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["JpegError", "decode_jpeg", "is_jpeg"]
+
+_M32 = 0xFFFFFFFF
+_NONE = 0xFF  # stb's STBI__MARKER_none
+_FAST_BITS = 9
+
+# state vector shared by the kernels (stb's stbi__jpeg fields the scans touch)
+_CB, _BITS, _MARKER, _NOMORE, _POS, _EOB, _TODO, _RESTART = range(8)
+# component table columns
+_H, _V, _TQ, _HD, _HA, _DC, _X, _Y, _W2, _H2, _OFF, _CW, _COFF = range(13)
+
+_DEZIGZAG = np.array(
+    [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34,
+     27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
+     58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63] + [63] * 15, dtype=np.int64)
+_BMASK = np.array([(1 << n) - 1 for n in range(17)], dtype=np.int64)
+_JBIAS = np.array([(-1 << n) + 1 for n in range(17)], dtype=np.int64)
+
+_ERRORS = {-1: "bad huffman code", -2: "can't merge dc and ac"}
+
+
+def _f2f(x: float) -> int:
+    """stb's ``stbi__f2f``: ``(int)(x*4096 + 0.5)`` with x a float literal."""
+    return int(float(np.float32(x) * np.float32(4096)) + 0.5)
+
+
+def _float2fixed(x: float) -> int:
+    """stb's ``stbi__float2fixed`` (all in float32), shifted left by 8."""
+    return int(np.float32(x) * np.float32(4096.0) + np.float32(0.5)) << 8
+
+
+_C0541, _C1847, _C0765 = _f2f(0.5411961), _f2f(-1.847759065), _f2f(0.765366865)
+_C1175, _C0298, _C2053 = _f2f(1.175875602), _f2f(0.298631336), _f2f(2.053119869)
+_C3072, _C1501, _C0899 = _f2f(3.072711026), _f2f(1.501321110), _f2f(-0.899976223)
+_C2562, _C1961, _C0390 = _f2f(-2.562915447), _f2f(-1.961570560), _f2f(-0.390180644)
+_CR_R, _CR_G = _float2fixed(1.40200), _float2fixed(0.71414)
+_CB_G, _CB_B = _float2fixed(0.34414), _float2fixed(1.77200)
+
+
+class JpegError(ValueError):
+    """stb_image would reject this JPEG; the message is stb's failure reason."""
+
+
+def is_jpeg(head: bytes) -> bool:
+    """stb's ``stbi__jpeg_test``: 0xFF, any further 0xFF fill bytes, then SOI (0xD8)."""
+    if not head or head[0] != 0xFF:
+        return False
+    rest = head[1:].lstrip(b"\xff")
+    return rest[:1] == b"\xd8"
+
+
+# ---------------------------------------------------------------- bit reader
+
+@numba.njit(cache=True, nogil=True)
+def _grow(buf, st):
+    """``stbi__grow_buffer_unsafe``: refill to more than 24 bits, stopping at a marker."""
+    n = buf.size
+    pos = st[_POS]
+    cb = st[_CB]
+    bits = st[_BITS]
+    nomore = st[_NOMORE]
+    while True:
+        b = 0
+        if not nomore:
+            if pos < n:
+                b = np.int64(buf[pos])
+                pos += 1
+            if b == 0xFF:
+                c = 0
+                if pos < n:
+                    c = np.int64(buf[pos])
+                    pos += 1
+                while c == 0xFF:
+                    c = 0
+                    if pos < n:
+                        c = np.int64(buf[pos])
+                        pos += 1
+                if c != 0:
+                    st[_MARKER] = c
+                    st[_NOMORE] = 1
+                    break
+        cb = (cb | (b << (24 - bits))) & _M32
+        bits += 8
+        if bits > 24:
+            break
+    st[_POS] = pos
+    st[_CB] = cb
+    st[_BITS] = bits
+
+
+@numba.njit(cache=True, nogil=True)
+def _huff_decode(buf, st, t, fast, size, values, maxcode, delta):
+    """``stbi__jpeg_huff_decode`` with table t; -1 on a bad code."""
+    if st[_BITS] < 16:
+        _grow(buf, st)
+    cb = st[_CB]
+    c = (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)
+    k = np.int64(fast[t, c])
+    if k < 255:
+        s = np.int64(size[t, k])
+        if s > st[_BITS]:
+            return -1
+        st[_CB] = (cb << s) & _M32
+        st[_BITS] -= s
+        return np.int64(values[t, k])
+    temp = cb >> 16
+    k = _FAST_BITS + 1
+    while temp >= maxcode[t, k]:
+        k += 1
+    if k == 17:
+        st[_BITS] -= 16
+        return -1
+    if k > st[_BITS]:
+        return -1
+    c = ((cb >> (32 - k)) & _BMASK[k]) + delta[t, k]
+    st[_BITS] -= k
+    st[_CB] = (cb << k) & _M32
+    return np.int64(values[t, c])
+
+
+@numba.njit(cache=True, nogil=True)
+def _extend_receive(buf, st, n):
+    """``stbi__extend_receive``: n bits as a signed JPEG magnitude."""
+    if st[_BITS] < n:
+        _grow(buf, st)
+    cb = st[_CB]
+    sgn = cb >> 31
+    k = ((cb << n) | (cb >> (32 - n))) & _M32
+    st[_CB] = k & ~_BMASK[n] & _M32
+    k &= _BMASK[n]
+    st[_BITS] -= n
+    return k if sgn else k + _JBIAS[n]
+
+
+@numba.njit(cache=True, nogil=True)
+def _get_bits(buf, st, n):
+    if st[_BITS] < n:
+        _grow(buf, st)
+    cb = st[_CB]
+    k = ((cb << n) | (cb >> (32 - n))) & _M32
+    st[_CB] = k & ~_BMASK[n] & _M32
+    st[_BITS] -= n
+    return k & _BMASK[n]
+
+
+@numba.njit(cache=True, nogil=True)
+def _get_bit(buf, st):
+    if st[_BITS] < 1:
+        _grow(buf, st)
+    cb = st[_CB]
+    st[_CB] = (cb << 1) & _M32
+    st[_BITS] -= 1
+    return cb & 0x80000000
+
+
+@numba.njit(cache=True, nogil=True)
+def _reset(st, comp):
+    """``stbi__jpeg_reset``: after a restart marker (and at each scan's start)."""
+    st[_BITS] = 0
+    st[_CB] = 0
+    st[_NOMORE] = 0
+    comp[:, _DC] = 0
+    st[_MARKER] = _NONE
+    st[_TODO] = st[_RESTART] if st[_RESTART] else 0x7FFFFFFF
+    st[_EOB] = 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _restart_due(buf, st, comp):
+    """Count one MCU down; at the interval's end either reset (RST marker) or stop (else)."""
+    st[_TODO] -= 1
+    if st[_TODO] <= 0:
+        if st[_BITS] < 24:
+            _grow(buf, st)
+        m = st[_MARKER]
+        if not (0xD0 <= m <= 0xD7):
+            return True
+        _reset(st, comp)
+    return False
+
+
+# ---------------------------------------------------------------- blocks
+
+@numba.njit(cache=True, nogil=True)
+def _decode_block(buf, st, data, comp, b, fast, size, values, maxcode, delta, fast_ac, dequant):
+    """``stbi__jpeg_decode_block``: a baseline block, dequantised into int16 ``data``."""
+    hd = comp[b, _HD]
+    ha = comp[b, _HA] + 4
+    if st[_BITS] < 16:
+        _grow(buf, st)
+    t = _huff_decode(buf, st, hd, fast, size, values, maxcode, delta)
+    if t < 0 or t > 16:  # stb indexes past its tables for t > 16 (corrupt file)
+        return -1
+    data[:] = 0
+    diff = _extend_receive(buf, st, t) if t else 0
+    dc = comp[b, _DC] + diff
+    comp[b, _DC] = dc
+    q = comp[b, _TQ]
+    data[0] = dc * dequant[q, 0]  # stored as a C short: wraps
+    fac = fast_ac[ha - 4]
+    k = 1
+    while True:
+        if st[_BITS] < 16:
+            _grow(buf, st)
+        c = (st[_CB] >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)
+        r = np.int64(fac[c])
+        if r:
+            k += (r >> 4) & 15
+            s = r & 15
+            st[_CB] = (st[_CB] << s) & _M32
+            st[_BITS] -= s
+            zig = _DEZIGZAG[k]
+            k += 1
+            data[zig] = (r >> 8) * dequant[q, zig]
+        else:
+            rs = _huff_decode(buf, st, ha, fast, size, values, maxcode, delta)
+            if rs < 0:
+                return -1
+            s = rs & 15
+            r = rs >> 4
+            if s == 0:
+                if rs != 0xF0:
+                    break
+                k += 16
+            else:
+                k += r
+                zig = _DEZIGZAG[k]
+                k += 1
+                data[zig] = _extend_receive(buf, st, s) * dequant[q, zig]
+        if k >= 64:
+            break
+    return 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_prog_dc(buf, st, data, comp, b, spec_end, succ_high, succ_low,
+                    fast, size, values, maxcode, delta):
+    """``stbi__jpeg_decode_block_prog_dc``."""
+    if spec_end != 0:
+        return -2
+    if st[_BITS] < 16:
+        _grow(buf, st)
+    if succ_high == 0:
+        data[:] = 0
+        t = _huff_decode(buf, st, comp[b, _HD], fast, size, values, maxcode, delta)
+        if t < 0 or t > 16:  # undefined behaviour in stb (corrupt file): an error here
+            return -1
+        diff = _extend_receive(buf, st, t) if t else 0
+        dc = comp[b, _DC] + diff
+        comp[b, _DC] = dc
+        data[0] = dc << succ_low
+    else:
+        if _get_bit(buf, st):
+            data[0] = np.int64(data[0]) + (1 << succ_low)
+    return 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _refine(buf, st, data, zig, bit):
+    """Correction bit of a non-zero coefficient in an AC refinement scan."""
+    p = np.int64(data[zig])
+    if _get_bit(buf, st):
+        if (p & bit) == 0:
+            data[zig] = p + bit if p > 0 else p - bit
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_prog_ac(buf, st, data, ha, spec_start, spec_end, succ_high, succ_low,
+                    fast, size, values, maxcode, delta, fast_ac):
+    """``stbi__jpeg_decode_block_prog_ac``: first AC scans and refinement scans."""
+    if spec_start == 0:
+        return -2
+    if succ_high == 0:
+        shift = succ_low
+        if st[_EOB]:
+            st[_EOB] -= 1
+            return 1
+        fac = fast_ac[ha]
+        k = spec_start
+        while True:
+            if st[_BITS] < 16:
+                _grow(buf, st)
+            c = (st[_CB] >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)
+            r = np.int64(fac[c])
+            if r:
+                k += (r >> 4) & 15
+                s = r & 15
+                st[_CB] = (st[_CB] << s) & _M32
+                st[_BITS] -= s
+                zig = _DEZIGZAG[k]
+                k += 1
+                data[zig] = (r >> 8) << shift
+            else:
+                rs = _huff_decode(buf, st, ha + 4, fast, size, values, maxcode, delta)
+                if rs < 0:
+                    return -1
+                s = rs & 15
+                r = rs >> 4
+                if s == 0:
+                    if r < 15:
+                        st[_EOB] = 1 << r
+                        if r:
+                            st[_EOB] += _get_bits(buf, st, r)
+                        st[_EOB] -= 1
+                        break
+                    k += 16
+                else:
+                    k += r
+                    zig = _DEZIGZAG[k]
+                    k += 1
+                    data[zig] = _extend_receive(buf, st, s) << shift
+            if k > spec_end:
+                break
+        return 1
+    bit = 1 << succ_low
+    if st[_EOB]:
+        st[_EOB] -= 1
+        for k in range(spec_start, spec_end + 1):
+            zig = _DEZIGZAG[k]
+            if data[zig] != 0:
+                _refine(buf, st, data, zig, bit)
+        return 1
+    k = spec_start
+    while True:
+        rs = _huff_decode(buf, st, ha + 4, fast, size, values, maxcode, delta)
+        if rs < 0:
+            return -1
+        s = rs & 15
+        r = rs >> 4
+        if s == 0:
+            if r < 15:
+                st[_EOB] = (1 << r) - 1
+                if r:
+                    st[_EOB] += _get_bits(buf, st, r)
+                r = 64  # force end of block
+        else:
+            if s != 1:
+                return -1
+            s = bit if _get_bit(buf, st) else -bit
+        while k <= spec_end:
+            zig = _DEZIGZAG[k]
+            k += 1
+            if data[zig] != 0:
+                _refine(buf, st, data, zig, bit)
+            else:
+                if r == 0:
+                    data[zig] = s
+                    break
+                r -= 1
+        if k > spec_end:
+            break
+    return 1
+
+
+# ---------------------------------------------------------------- IDCT
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _idct_1d(s0, s1, s2, s3, s4, s5, s6, s7):
+    """stb's ``STBI__IDCT_1D`` (jidctint's islow): returns x0..x3, t0..t3."""
+    p2 = s2
+    p3 = s6
+    p1 = (p2 + p3) * _C0541
+    t2 = p1 + p3 * _C1847
+    t3 = p1 + p2 * _C0765
+    p2 = s0
+    p3 = s4
+    t0 = (p2 + p3) * 4096
+    t1 = (p2 - p3) * 4096
+    x0 = t0 + t3
+    x3 = t0 - t3
+    x1 = t1 + t2
+    x2 = t1 - t2
+    t0 = s7
+    t1 = s5
+    t2 = s3
+    t3 = s1
+    p3 = t0 + t2
+    p4 = t1 + t3
+    p1 = t0 + t3
+    p2 = t1 + t2
+    p5 = (p3 + p4) * _C1175
+    t0 = t0 * _C0298
+    t1 = t1 * _C2053
+    t2 = t2 * _C3072
+    t3 = t3 * _C1501
+    p1 = p5 + p1 * _C0899
+    p2 = p5 + p2 * _C2562
+    p3 = p3 * _C1961
+    p4 = p4 * _C0390
+    t3 += p1 + p4
+    t2 += p2 + p3
+    t1 += p2 + p4
+    t0 += p1 + p3
+    return x0, x1, x2, x3, t0, t1, t2, t3
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _clamp(x):
+    return 0 if x < 0 else (255 if x > 255 else x)
+
+
+@numba.njit(cache=True, nogil=True)
+def _idct_block(data, out, off, stride, val):
+    """``stbi__idct_block``: int16 coefficients -> 8x8 uint8 pixels at ``out[off]``."""
+    for i in range(8):
+        d1 = np.int64(data[8 + i])
+        d2 = np.int64(data[16 + i])
+        d3 = np.int64(data[24 + i])
+        d4 = np.int64(data[32 + i])
+        d5 = np.int64(data[40 + i])
+        d6 = np.int64(data[48 + i])
+        d7 = np.int64(data[56 + i])
+        d0 = np.int64(data[i])
+        if d1 == 0 and d2 == 0 and d3 == 0 and d4 == 0 and d5 == 0 and d6 == 0 and d7 == 0:
+            dc = d0 * 4
+            for r in range(8):
+                val[r * 8 + i] = dc
+        else:
+            x0, x1, x2, x3, t0, t1, t2, t3 = _idct_1d(d0, d1, d2, d3, d4, d5, d6, d7)
+            x0 += 512
+            x1 += 512
+            x2 += 512
+            x3 += 512
+            val[i] = (x0 + t3) >> 10
+            val[56 + i] = (x0 - t3) >> 10
+            val[8 + i] = (x1 + t2) >> 10
+            val[48 + i] = (x1 - t2) >> 10
+            val[16 + i] = (x2 + t1) >> 10
+            val[40 + i] = (x2 - t1) >> 10
+            val[24 + i] = (x3 + t0) >> 10
+            val[32 + i] = (x3 - t0) >> 10
+    bias = 65536 + (128 << 17)
+    for r in range(8):
+        v = r * 8
+        x0, x1, x2, x3, t0, t1, t2, t3 = _idct_1d(val[v], val[v + 1], val[v + 2], val[v + 3],
+                                                  val[v + 4], val[v + 5], val[v + 6], val[v + 7])
+        x0 += bias
+        x1 += bias
+        x2 += bias
+        x3 += bias
+        o = off + r * stride
+        out[o] = _clamp((x0 + t3) >> 17)
+        out[o + 7] = _clamp((x0 - t3) >> 17)
+        out[o + 1] = _clamp((x1 + t2) >> 17)
+        out[o + 6] = _clamp((x1 - t2) >> 17)
+        out[o + 2] = _clamp((x2 + t1) >> 17)
+        out[o + 5] = _clamp((x2 - t1) >> 17)
+        out[o + 3] = _clamp((x3 + t0) >> 17)
+        out[o + 4] = _clamp((x3 - t0) >> 17)
+
+
+# ---------------------------------------------------------------- scans
+
+@numba.njit(cache=True, nogil=True)
+def _scan(buf, st, comp, order, scan_n, mcu_x, mcu_y, progressive, spec, planes, coeff,
+          fast, size, values, maxcode, delta, fast_ac, dequant):
+    """``stbi__parse_entropy_coded_data``: one scan; returns 1 or a negative error code.
+
+    Baseline blocks are dequantised and IDCT'd into ``planes`` at once;
+    progressive coefficients accumulate in ``coeff`` until ``_finish``.
+    """
+    spec_start, spec_end, succ_high, succ_low = spec[0], spec[1], spec[2], spec[3]
+    _reset(st, comp)
+    data = np.zeros(64, np.int16)
+    val = np.zeros(64, np.int64)
+    if scan_n == 1:
+        n = order[0]
+        w = (comp[n, _X] + 7) >> 3
+        h = (comp[n, _Y] + 7) >> 3
+        for j in range(h):
+            for i in range(w):
+                if not progressive:
+                    rc = _decode_block(buf, st, data, comp, n, fast, size, values, maxcode,
+                                       delta, fast_ac, dequant)
+                    if rc < 0:
+                        return rc
+                    _idct_block(data, planes, comp[n, _OFF] + comp[n, _W2] * j * 8 + i * 8,
+                                comp[n, _W2], val)
+                else:
+                    b0 = comp[n, _COFF] + 64 * (i + j * comp[n, _CW])
+                    blk = coeff[b0:b0 + 64]
+                    if spec_start == 0:
+                        rc = _decode_prog_dc(buf, st, blk, comp, n, spec_end, succ_high, succ_low,
+                                             fast, size, values, maxcode, delta)
+                    else:
+                        rc = _decode_prog_ac(buf, st, blk, comp[n, _HA], spec_start, spec_end,
+                                             succ_high, succ_low, fast, size, values, maxcode,
+                                             delta, fast_ac)
+                    if rc < 0:
+                        return rc
+                if _restart_due(buf, st, comp):
+                    return 1
+        return 1
+    for j in range(mcu_y):
+        for i in range(mcu_x):
+            for kk in range(scan_n):
+                n = order[kk]
+                for y in range(comp[n, _V]):
+                    for x in range(comp[n, _H]):
+                        x2 = i * comp[n, _H] + x
+                        y2 = j * comp[n, _V] + y
+                        if not progressive:
+                            rc = _decode_block(buf, st, data, comp, n, fast, size, values,
+                                               maxcode, delta, fast_ac, dequant)
+                            if rc < 0:
+                                return rc
+                            _idct_block(data, planes,
+                                        comp[n, _OFF] + comp[n, _W2] * y2 * 8 + x2 * 8,
+                                        comp[n, _W2], val)
+                        else:
+                            b0 = comp[n, _COFF] + 64 * (x2 + y2 * comp[n, _CW])
+                            rc = _decode_prog_dc(buf, st, coeff[b0:b0 + 64], comp, n, spec_end,
+                                                 succ_high, succ_low, fast, size, values,
+                                                 maxcode, delta)
+                            if rc < 0:
+                                return rc
+            if _restart_due(buf, st, comp):
+                return 1
+    return 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _finish(comp, img_n, planes, coeff, dequant):
+    """``stbi__jpeg_finish``: dequantise (as C shorts) and IDCT a progressive image."""
+    data = np.zeros(64, np.int16)
+    val = np.zeros(64, np.int64)
+    for n in range(img_n):
+        w = (comp[n, _X] + 7) >> 3
+        h = (comp[n, _Y] + 7) >> 3
+        q = comp[n, _TQ]
+        for j in range(h):
+            for i in range(w):
+                b0 = comp[n, _COFF] + 64 * (i + j * comp[n, _CW])
+                for t in range(64):
+                    data[t] = np.int64(coeff[b0 + t]) * dequant[q, t]
+                _idct_block(data, planes, comp[n, _OFF] + comp[n, _W2] * j * 8 + i * 8,
+                            comp[n, _W2], val)
+
+
+# ---------------------------------------------------------------- output
+
+@numba.njit(cache=True, nogil=True)
+def _resample_row(planes, kind, out, near, far, w, hs):
+    """stb's ``resample_row_*`` into ``planes[out:]``; returns where the row is."""
+    if kind == 0:  # resample_row_1
+        return near
+    if kind == 1:  # v_2
+        for i in range(w):
+            planes[out + i] = (3 * np.int64(planes[near + i]) + planes[far + i] + 2) >> 2
+    elif kind == 2:  # h_2
+        if w == 1:
+            planes[out] = planes[near]
+            planes[out + 1] = planes[near]
+            return out
+        a0 = np.int64(planes[near])
+        planes[out] = a0
+        planes[out + 1] = (a0 * 3 + planes[near + 1] + 2) >> 2
+        for i in range(1, w - 1):
+            n = 3 * np.int64(planes[near + i]) + 2
+            planes[out + 2 * i] = (n + planes[near + i - 1]) >> 2
+            planes[out + 2 * i + 1] = (n + planes[near + i + 1]) >> 2
+        i = max(w - 1, 1)
+        planes[out + 2 * i] = (np.int64(planes[near + w - 2]) * 3 + planes[near + w - 1] + 2) >> 2
+        planes[out + 2 * i + 1] = planes[near + w - 1]
+    elif kind == 3:  # hv_2
+        if w == 1:
+            v = (3 * np.int64(planes[near]) + planes[far] + 2) >> 2
+            planes[out] = v
+            planes[out + 1] = v
+            return out
+        t1 = 3 * np.int64(planes[near]) + planes[far]
+        planes[out] = (t1 + 2) >> 2
+        for i in range(1, w):
+            t0 = t1
+            t1 = 3 * np.int64(planes[near + i]) + planes[far + i]
+            planes[out + 2 * i - 1] = (3 * t0 + t1 + 8) >> 4
+            planes[out + 2 * i] = (3 * t1 + t0 + 8) >> 4
+        planes[out + 2 * w - 1] = (t1 + 2) >> 2
+    else:  # generic: nearest neighbour
+        for i in range(w):
+            v = planes[near + i]
+            for j in range(hs):
+                planes[out + i * hs + j] = v
+    return out
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _blinn(x, y):
+    """``stbi__blinn_8x8``: rounded x*y/255."""
+    t = np.int64(x) * np.int64(y) + 128
+    return ((t + (t >> 8)) >> 8) & 255
+
+
+@numba.njit(cache=True, nogil=True)
+def _ycc_pixel(y, cb, cr):
+    """``stbi__YCbCr_to_RGB_row`` for one pixel."""
+    y_fixed = (np.int64(y) << 20) + (1 << 19)
+    cr = np.int64(cr) - 128
+    cb = np.int64(cb) - 128
+    r = y_fixed + cr * _CR_R
+    g = y_fixed - cr * _CR_G + ((cb * -_CB_G) & -65536)
+    b = y_fixed + cb * _CB_B
+    return _clamp(r >> 20), _clamp(g >> 20), _clamp(b >> 20)
+
+
+@numba.njit(cache=True, nogil=True)
+def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode, linebuf_off):
+    """The resample and colour-convert loop of stb's ``load_jpeg_image`` for 3 channels.
+
+    mode: 0 YCbCr, 1 RGB (stored as is), 2 grey, 3 CMYK (Adobe transform 0),
+    4 YCCK (transform 2), 5 four components otherwise (fourth ignored).
+    """
+    out = np.empty((img_y, img_x, 3), np.uint8)
+    hs = np.empty(4, np.int64)
+    vs = np.empty(4, np.int64)
+    ystep = np.empty(4, np.int64)
+    wlo = np.empty(4, np.int64)
+    ypos = np.zeros(4, np.int64)
+    line0 = np.empty(4, np.int64)
+    line1 = np.empty(4, np.int64)
+    kind = np.empty(4, np.int64)
+    cout = np.zeros(4, np.int64)
+    for k in range(decode_n):
+        hs[k] = hmax // comp[k, _H]
+        vs[k] = vmax // comp[k, _V]
+        ystep[k] = vs[k] >> 1
+        wlo[k] = (img_x + hs[k] - 1) // hs[k]
+        line0[k] = comp[k, _OFF]
+        line1[k] = comp[k, _OFF]
+        if hs[k] == 1 and vs[k] == 1:
+            kind[k] = 0
+        elif hs[k] == 1 and vs[k] == 2:
+            kind[k] = 1
+        elif hs[k] == 2 and vs[k] == 1:
+            kind[k] = 2
+        elif hs[k] == 2 and vs[k] == 2:
+            kind[k] = 3
+        else:
+            kind[k] = 4
+    lb_stride = img_x + 8
+    for j in range(img_y):
+        for k in range(decode_n):
+            y_bot = ystep[k] >= (vs[k] >> 1)
+            near = line1[k] if y_bot else line0[k]
+            far = line0[k] if y_bot else line1[k]
+            cout[k] = _resample_row(planes, kind[k], linebuf_off + k * lb_stride, near, far,
+                                    wlo[k], hs[k])
+            ystep[k] += 1
+            if ystep[k] >= vs[k]:
+                ystep[k] = 0
+                line0[k] = line1[k]
+                ypos[k] += 1
+                if ypos[k] < comp[k, _Y]:
+                    line1[k] += comp[k, _W2]
+        c0, c1, c2, c3 = cout[0], cout[1], cout[2], cout[3]
+        row = out[j]
+        for i in range(img_x):
+            if mode == 0 or mode == 5:
+                r, g, b = _ycc_pixel(planes[c0 + i], planes[c1 + i], planes[c2 + i])
+            elif mode == 1:
+                r, g, b = planes[c0 + i], planes[c1 + i], planes[c2 + i]
+            elif mode == 2:
+                r = g = b = planes[c0 + i]
+            elif mode == 3:
+                m = planes[c3 + i]
+                r, g, b = (_blinn(planes[c0 + i], m), _blinn(planes[c1 + i], m),
+                           _blinn(planes[c2 + i], m))
+            else:
+                m = planes[c3 + i]
+                r, g, b = _ycc_pixel(planes[c0 + i], planes[c1 + i], planes[c2 + i])
+                r, g, b = _blinn(255 - r, m), _blinn(255 - g, m), _blinn(255 - b, m)
+            row[i, 0] = r
+            row[i, 1] = g
+            row[i, 2] = b
+    return out
+
+
+# ---------------------------------------------------------------- tables
+
+@numba.njit(cache=True, nogil=True)
+def _build_huffman(counts, t, fast, size, maxcode, delta):
+    """``stbi__build_huffman`` into row t of the tables; False on bad code lengths."""
+    code = np.zeros(257, np.int64)
+    k = 0
+    for i in range(16):
+        for _ in range(counts[i]):
+            if k >= 256:
+                return False
+            size[t, k] = i + 1
+            k += 1
+    size[t, k] = 0
+    c = 0
+    k = 0
+    for j in range(1, 17):
+        delta[t, j] = k - c
+        if size[t, k] == j:
+            while size[t, k] == j:
+                code[k] = c
+                k += 1
+                c += 1
+            if c - 1 >= (1 << j):
+                return False
+        maxcode[t, j] = c << (16 - j)
+        c <<= 1
+    maxcode[t, 17] = 0xFFFFFFFF
+    fast[t, :] = 255
+    for i in range(k):
+        s = np.int64(size[t, i])
+        if s <= _FAST_BITS:
+            cc = code[i] << (_FAST_BITS - s)
+            for j in range(1 << (_FAST_BITS - s)):
+                fast[t, cc + j] = i
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _build_fast_ac(fast_ac, th, fast, size, values):
+    """``stbi__build_fast_ac``: run, length and value of small AC codes in one lookup."""
+    t = th + 4
+    for i in range(1 << _FAST_BITS):
+        f = np.int64(fast[t, i])
+        fast_ac[th, i] = 0
+        if f < 255:
+            rs = np.int64(values[t, f])
+            run = (rs >> 4) & 15
+            magbits = rs & 15
+            ln = np.int64(size[t, f])
+            if magbits and ln + magbits <= _FAST_BITS:
+                k = ((i << ln) & ((1 << _FAST_BITS) - 1)) >> (_FAST_BITS - magbits)
+                if k < (1 << (magbits - 1)):
+                    k += (-1 << magbits) + 1
+                if -128 <= k <= 127:
+                    fast_ac[th, i] = k * 256 + run * 16 + ln + magbits
+
+
+# ---------------------------------------------------------------- markers
+
+class _Parser:
+    """stb's ``stbi__jpeg`` state outside the entropy-coded data; bytes past the end read as 0."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.buf = np.frombuffer(data, dtype=np.uint8)
+        self.n = len(data)
+        self.pos = 0
+        self.marker = _NONE
+        self.jfif = False
+        self.app14 = -1
+        self.restart_interval = 0
+        self.dequant = np.zeros((4, 64), np.int64)
+        self.fast = np.full((8, 1 << _FAST_BITS), 255, np.uint8)
+        self.size = np.zeros((8, 257), np.uint8)
+        self.values = np.zeros((8, 256), np.uint8)
+        self.maxcode = np.zeros((8, 18), np.int64)
+        self.maxcode[:, 17] = 0xFFFFFFFF
+        self.delta = np.zeros((8, 18), np.int64)
+        self.fast_ac = np.zeros((4, 1 << _FAST_BITS), np.int16)
+
+    def get8(self) -> int:
+        if self.pos < self.n:
+            self.pos += 1
+            return self.data[self.pos - 1]
+        return 0
+
+    def get16(self) -> int:
+        return (self.get8() << 8) | self.get8()
+
+    def get_marker(self) -> int:
+        """``stbi__get_marker``: the pending marker, else 0xFF+ and the next byte, else none."""
+        if self.marker != _NONE:
+            m, self.marker = self.marker, _NONE
+            return m
+        x = self.get8()
+        if x != 0xFF:
+            return _NONE
+        while x == 0xFF:
+            x = self.get8()
+        return x
+
+    def at_eof(self) -> bool:
+        return self.pos >= self.n
+
+    def skip(self, n: int) -> None:
+        self.pos = self.n if n < 0 else min(self.pos + n, self.n)
+
+    def process_marker(self, m: int) -> None:
+        """``stbi__process_marker``: DRI, DQT, DHT, APPn and COM; anything else is an error."""
+        if m == _NONE:
+            raise JpegError("expected marker")
+        if m == 0xDD:
+            if self.get16() != 4:
+                raise JpegError("bad DRI len")
+            self.restart_interval = self.get16()
+        elif m == 0xDB:
+            self._dqt()
+        elif m == 0xC4:
+            self._dht()
+        elif 0xE0 <= m <= 0xEF or m == 0xFE:
+            self._app(m)
+        else:
+            raise JpegError("unknown marker")
+
+    def _dqt(self) -> None:
+        length = self.get16() - 2
+        while length > 0:
+            q = self.get8()
+            p, t = q >> 4, q & 15
+            if p not in (0, 1):
+                raise JpegError("bad DQT type")
+            if t > 3:
+                raise JpegError("bad DQT table")
+            for i in range(64):
+                self.dequant[t, _DEZIGZAG[i]] = self.get16() if p else self.get8()
+            length -= 129 if p else 65
+        if length != 0:
+            raise JpegError("bad DQT len")
+
+    def _dht(self) -> None:
+        length = self.get16() - 2
+        while length > 0:
+            q = self.get8()
+            tc, th = q >> 4, q & 15
+            if tc > 1 or th > 3:
+                raise JpegError("bad DHT header")
+            counts = np.array([self.get8() for _ in range(16)], dtype=np.int64)
+            length -= 17
+            t = th + 4 * tc
+            if not _build_huffman(counts, t, self.fast, self.size, self.maxcode, self.delta):
+                raise JpegError("bad code lengths")
+            n = int(counts.sum())
+            vals = self.buf[self.pos:self.pos + n]
+            self.values[t, :len(vals)] = vals
+            self.values[t, len(vals):n] = 0
+            self.pos = min(self.pos + n, self.n)
+            if tc:
+                _build_fast_ac(self.fast_ac, th, self.fast, self.size, self.values)
+            length -= n
+        if length != 0:
+            raise JpegError("bad DHT len")
+
+    def _app(self, m: int) -> None:
+        length = self.get16()
+        if length < 2:
+            raise JpegError("bad COM len" if m == 0xFE else "bad APP len")
+        length -= 2
+        if m == 0xE0 and length >= 5:
+            tag = bytes(self.get8() for _ in range(5))
+            length -= 5
+            if tag == b"JFIF\0":
+                self.jfif = True
+        elif m == 0xEE and length >= 12:
+            tag = bytes(self.get8() for _ in range(6))
+            length -= 6
+            if tag == b"Adobe\0":
+                self.get8()  # version
+                self.get16()  # flags0
+                self.get16()  # flags1
+                self.app14 = self.get8()
+                length -= 6
+        self.skip(length)
+
+    def frame_header(self, progressive: bool) -> None:
+        """``stbi__process_frame_header``: sizes, components and their buffers."""
+        lf = self.get16()
+        if lf < 11:
+            raise JpegError("bad SOF len")
+        if self.get8() != 8:
+            raise JpegError("only 8-bit")
+        self.img_y = self.get16()
+        if self.img_y == 0:
+            raise JpegError("no header height")
+        self.img_x = self.get16()
+        if self.img_x == 0:
+            raise JpegError("0 width")
+        c = self.get8()
+        if c not in (1, 3, 4):
+            raise JpegError("bad component count")
+        self.img_n = c
+        if lf != 8 + 3 * c:
+            raise JpegError("bad SOF len")
+        comp = np.zeros((4, 13), np.int64)
+        self.ids = []
+        for i in range(c):
+            self.ids.append(self.get8())
+            q = self.get8()
+            comp[i, _H], comp[i, _V] = q >> 4, q & 15
+            if not 1 <= comp[i, _H] <= 4:
+                raise JpegError("bad H")
+            if not 1 <= comp[i, _V] <= 4:
+                raise JpegError("bad V")
+            comp[i, _TQ] = self.get8()
+            if comp[i, _TQ] > 3:
+                raise JpegError("bad TQ")
+        self.rgb = c == 3 and self.ids == [ord("R"), ord("G"), ord("B")]
+        if self.img_x * self.img_y * c > 0x7FFFFFFF:
+            raise JpegError("too large")
+        self.progressive = progressive
+        self.hmax = int(comp[:c, _H].max())
+        self.vmax = int(comp[:c, _V].max())
+        self.mcu_x = (self.img_x + 8 * self.hmax - 1) // (8 * self.hmax)
+        self.mcu_y = (self.img_y + 8 * self.vmax - 1) // (8 * self.vmax)
+        off = coff = 0
+        for i in range(c):
+            comp[i, _X] = (self.img_x * comp[i, _H] + self.hmax - 1) // self.hmax
+            comp[i, _Y] = (self.img_y * comp[i, _V] + self.vmax - 1) // self.vmax
+            comp[i, _W2] = self.mcu_x * comp[i, _H] * 8
+            comp[i, _H2] = self.mcu_y * comp[i, _V] * 8
+            comp[i, _OFF] = off
+            off += comp[i, _W2] * comp[i, _H2]
+            comp[i, _CW] = comp[i, _W2] // 8
+            comp[i, _COFF] = coff
+            if progressive:
+                coff += comp[i, _W2] * comp[i, _H2]
+        self.comp = comp
+        self.linebuf_off = off
+        # stb mallocs these (uninitialised); zeros make the never-written parts of a
+        # corrupt or scan-less file deterministic
+        self.planes = np.zeros(off + 4 * (self.img_x + 8), np.uint8)
+        self.coeff = np.zeros(max(coff, 64), np.int16)
+
+    def scan_header(self) -> tuple[np.ndarray, int, np.ndarray]:
+        """``stbi__process_scan_header``: the components of a scan and its spectral selection."""
+        ls = self.get16()
+        scan_n = self.get8()
+        if not 1 <= scan_n <= min(4, self.img_n):
+            raise JpegError("bad SOS component count")
+        if ls != 6 + 2 * scan_n:
+            raise JpegError("bad SOS len")
+        order = np.zeros(4, np.int64)
+        for i in range(scan_n):
+            cid, q = self.get8(), self.get8()
+            if cid not in self.ids:
+                raise JpegError("bad SOS component id")
+            which = self.ids.index(cid)
+            self.comp[which, _HD], self.comp[which, _HA] = q >> 4, q & 15
+            if q >> 4 > 3:
+                raise JpegError("bad DC huff")
+            if q & 15 > 3:
+                raise JpegError("bad AC huff")
+            order[i] = which
+        spec = np.array([self.get8(), self.get8(), 0, 0], np.int64)
+        aa = self.get8()
+        spec[2], spec[3] = aa >> 4, aa & 15
+        if self.progressive:
+            if spec[0] > 63 or spec[1] > 63 or spec[0] > spec[1] or spec[2] > 13 or spec[3] > 13:
+                raise JpegError("bad SOS")
+        else:
+            if spec[0] != 0 or spec[2] != 0 or spec[3] != 0:
+                raise JpegError("bad SOS")
+            spec[1] = 63
+        return order, scan_n, spec
+
+    def scan(self) -> None:
+        """Decode one scan's entropy-coded data, then find the marker that follows it."""
+        order, scan_n, spec = self.scan_header()
+        st = np.zeros(8, np.int64)
+        st[_POS] = self.pos
+        st[_RESTART] = self.restart_interval
+        rc = _scan(self.buf, st, self.comp, order, scan_n, self.mcu_x, self.mcu_y,
+                   self.progressive, spec, self.planes, self.coeff, self.fast, self.size,
+                   self.values, self.maxcode, self.delta, self.fast_ac, self.dequant)
+        if rc < 0:
+            raise JpegError(_ERRORS[rc])
+        self.pos = int(st[_POS])
+        self.marker = int(st[_MARKER])
+        if self.marker == _NONE:
+            # stb skips junk (e.g. zeros) after the data up to the next 0xFF
+            i = self.data.find(b"\xff", self.pos)
+            if i < 0:
+                self.pos = self.n
+            else:
+                self.pos = i + 1
+                self.marker = self.get8()
+
+    def color_mode(self) -> tuple[int, int]:
+        """What ``load_jpeg_image`` does with the components for 3 output channels."""
+        if self.img_n == 1:
+            return 2, 1
+        if self.img_n == 3:
+            is_rgb = self.rgb or (self.app14 == 0 and not self.jfif)
+            return (1 if is_rgb else 0), 3
+        return {0: 3, 2: 4}.get(self.app14, 5), 4
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """Decode a JPEG file's bytes as ``stbi_load(..., 3)``: HxWx3 uint8 RGB.
+
+    Raises ``JpegError`` with stb's failure reason where stb returns NULL.
+    """
+    p = _Parser(bytes(data))
+    if p.get_marker() != 0xD8:
+        raise JpegError("no SOI")
+    m = p.get_marker()
+    while m not in (0xC0, 0xC1, 0xC2):
+        p.process_marker(m)
+        m = p.get_marker()
+        while m == _NONE:
+            if p.at_eof():
+                raise JpegError("no SOF")
+            m = p.get_marker()
+    p.frame_header(progressive=m == 0xC2)
+    m = p.get_marker()
+    while m != 0xD9:
+        if m == 0xDA:
+            p.scan()
+        elif m == 0xDC:
+            ld, nl = p.get16(), p.get16()
+            if ld != 4:
+                raise JpegError("bad DNL len")
+            if nl != p.img_y:
+                raise JpegError("bad DNL height")
+        else:
+            p.process_marker(m)
+        m = p.get_marker()
+    if p.progressive:
+        _finish(p.comp, p.img_n, p.planes, p.coeff, p.dequant)
+    mode, decode_n = p.color_mode()
+    return _to_rgb(p.planes, p.comp, decode_n, p.img_x, p.img_y, p.hmax, p.vmax, mode,
+                   p.linebuf_off)
