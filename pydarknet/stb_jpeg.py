@@ -27,8 +27,6 @@ _M32 = 0xFFFFFFFF
 _NONE = 0xFF  # stb's STBI__MARKER_none
 _FAST_BITS = 9
 
-# state vector shared by the kernels (stb's stbi__jpeg fields the scans touch)
-_CB, _BITS, _MARKER, _NOMORE, _POS, _EOB, _TODO, _RESTART = range(8)
 # component table columns
 _H, _V, _TQ, _HD, _HA, _DC, _X, _Y, _W2, _H2, _OFF, _CW, _COFF = range(13)
 
@@ -36,8 +34,6 @@ _DEZIGZAG = np.array(
     [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34,
      27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
      58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63] + [63] * 15, dtype=np.int64)
-_BMASK = np.array([(1 << n) - 1 for n in range(17)], dtype=np.int64)
-_JBIAS = np.array([(-1 << n) + 1 for n in range(17)], dtype=np.int64)
 
 _ERRORS = {-1: "bad huffman code", -2: "can't merge dc and ac"}
 
@@ -73,447 +69,103 @@ def is_jpeg(head: bytes) -> bool:
 
 
 # ---------------------------------------------------------------- bit reader
+# The reader's state travels as locals (pos, cb, bits, nomore, marker) through
+# helpers that numba inlines, so it stays in registers.
 
-@numba.njit(cache=True, nogil=True)
-def _grow(buf, st):
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fill(buf, pos, cb, bits, nomore, marker):
     """``stbi__grow_buffer_unsafe``: refill to more than 24 bits, stopping at a marker."""
     n = buf.size
-    pos = st[_POS]
-    cb = st[_CB]
-    bits = st[_BITS]
-    nomore = st[_NOMORE]
     while True:
-        b = 0
+        b = np.int64(0)
         if not nomore:
             if pos < n:
                 b = np.int64(buf[pos])
                 pos += 1
             if b == 0xFF:
-                c = 0
-                if pos < n:
-                    c = np.int64(buf[pos])
-                    pos += 1
-                while c == 0xFF:
-                    c = 0
+                c = np.int64(0xFF)
+                while c == 0xFF:  # fill bytes
+                    c = np.int64(0)
                     if pos < n:
                         c = np.int64(buf[pos])
                         pos += 1
                 if c != 0:
-                    st[_MARKER] = c
-                    st[_NOMORE] = 1
-                    break
+                    return pos, cb, bits, np.int64(1), c
         cb = (cb | (b << (24 - bits))) & _M32
         bits += 8
         if bits > 24:
-            break
-    st[_POS] = pos
-    st[_CB] = cb
-    st[_BITS] = bits
+            return pos, cb, bits, nomore, marker
 
 
-@numba.njit(cache=True, nogil=True)
-def _huff_decode(buf, st, t, fast, size, values, maxcode, delta):
-    """``stbi__jpeg_huff_decode`` with table t; -1 on a bad code."""
-    if st[_BITS] < 16:
-        _grow(buf, st)
-    cb = st[_CB]
-    c = (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)
-    k = np.int64(fast[t, c])
+@numba.njit(cache=True, nogil=True, inline="always")
+def _huff(buf, pos, cb, bits, nomore, marker, t, fast, size, values, maxcode, delta):
+    """``stbi__jpeg_huff_decode`` with table t: (symbol or -1, reader state)."""
+    if bits < 16:
+        pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+    k = np.int64(fast[t, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
     if k < 255:
         s = np.int64(size[t, k])
-        if s > st[_BITS]:
-            return -1
-        st[_CB] = (cb << s) & _M32
-        st[_BITS] -= s
-        return np.int64(values[t, k])
+        if s > bits:
+            return np.int64(-1), pos, cb, bits, nomore, marker
+        return np.int64(values[t, k]), pos, (cb << s) & _M32, bits - s, nomore, marker
     temp = cb >> 16
     k = _FAST_BITS + 1
     while temp >= maxcode[t, k]:
         k += 1
     if k == 17:
-        st[_BITS] -= 16
-        return -1
-    if k > st[_BITS]:
-        return -1
-    c = ((cb >> (32 - k)) & _BMASK[k]) + delta[t, k]
-    st[_BITS] -= k
-    st[_CB] = (cb << k) & _M32
-    return np.int64(values[t, c])
-
-
-@numba.njit(cache=True, nogil=True)
-def _extend_receive(buf, st, n):
-    """``stbi__extend_receive``: n bits as a signed JPEG magnitude."""
-    if st[_BITS] < n:
-        _grow(buf, st)
-    cb = st[_CB]
-    sgn = cb >> 31
-    k = ((cb << n) | (cb >> (32 - n))) & _M32
-    st[_CB] = k & ~_BMASK[n] & _M32
-    k &= _BMASK[n]
-    st[_BITS] -= n
-    return k if sgn else k + _JBIAS[n]
-
-
-@numba.njit(cache=True, nogil=True)
-def _get_bits(buf, st, n):
-    if st[_BITS] < n:
-        _grow(buf, st)
-    cb = st[_CB]
-    k = ((cb << n) | (cb >> (32 - n))) & _M32
-    st[_CB] = k & ~_BMASK[n] & _M32
-    st[_BITS] -= n
-    return k & _BMASK[n]
-
-
-@numba.njit(cache=True, nogil=True)
-def _get_bit(buf, st):
-    if st[_BITS] < 1:
-        _grow(buf, st)
-    cb = st[_CB]
-    st[_CB] = (cb << 1) & _M32
-    st[_BITS] -= 1
-    return cb & 0x80000000
-
-
-@numba.njit(cache=True, nogil=True)
-def _reset(st, comp):
-    """``stbi__jpeg_reset``: after a restart marker (and at each scan's start)."""
-    st[_BITS] = 0
-    st[_CB] = 0
-    st[_NOMORE] = 0
-    comp[:, _DC] = 0
-    st[_MARKER] = _NONE
-    st[_TODO] = st[_RESTART] if st[_RESTART] else 0x7FFFFFFF
-    st[_EOB] = 0
-
-
-@numba.njit(cache=True, nogil=True)
-def _restart_due(buf, st, comp):
-    """Count one MCU down; at the interval's end either reset (RST marker) or stop (else)."""
-    st[_TODO] -= 1
-    if st[_TODO] <= 0:
-        if st[_BITS] < 24:
-            _grow(buf, st)
-        m = st[_MARKER]
-        if not (0xD0 <= m <= 0xD7):
-            return True
-        _reset(st, comp)
-    return False
-
-
-# ---------------------------------------------------------------- blocks
-
-@numba.njit(cache=True, nogil=True)
-def _decode_block(buf, st, data, comp, b, fast, size, values, maxcode, delta, fast_ac, dequant):
-    """``stbi__jpeg_decode_block``: a baseline block, dequantised into int16 ``data``."""
-    hd = comp[b, _HD]
-    ha = comp[b, _HA] + 4
-    if st[_BITS] < 16:
-        _grow(buf, st)
-    t = _huff_decode(buf, st, hd, fast, size, values, maxcode, delta)
-    if t < 0 or t > 16:  # stb indexes past its tables for t > 16 (corrupt file)
-        return -1
-    data[:] = 0
-    diff = _extend_receive(buf, st, t) if t else 0
-    dc = comp[b, _DC] + diff
-    comp[b, _DC] = dc
-    q = comp[b, _TQ]
-    data[0] = dc * dequant[q, 0]  # stored as a C short: wraps
-    fac = fast_ac[ha - 4]
-    k = 1
-    while True:
-        if st[_BITS] < 16:
-            _grow(buf, st)
-        c = (st[_CB] >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)
-        r = np.int64(fac[c])
-        if r:
-            k += (r >> 4) & 15
-            s = r & 15
-            st[_CB] = (st[_CB] << s) & _M32
-            st[_BITS] -= s
-            zig = _DEZIGZAG[k]
-            k += 1
-            data[zig] = (r >> 8) * dequant[q, zig]
-        else:
-            rs = _huff_decode(buf, st, ha, fast, size, values, maxcode, delta)
-            if rs < 0:
-                return -1
-            s = rs & 15
-            r = rs >> 4
-            if s == 0:
-                if rs != 0xF0:
-                    break
-                k += 16
-            else:
-                k += r
-                zig = _DEZIGZAG[k]
-                k += 1
-                data[zig] = _extend_receive(buf, st, s) * dequant[q, zig]
-        if k >= 64:
-            break
-    return 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _decode_prog_dc(buf, st, data, comp, b, spec_end, succ_high, succ_low,
-                    fast, size, values, maxcode, delta):
-    """``stbi__jpeg_decode_block_prog_dc``."""
-    if spec_end != 0:
-        return -2
-    if st[_BITS] < 16:
-        _grow(buf, st)
-    if succ_high == 0:
-        data[:] = 0
-        t = _huff_decode(buf, st, comp[b, _HD], fast, size, values, maxcode, delta)
-        if t < 0 or t > 16:  # undefined behaviour in stb (corrupt file): an error here
-            return -1
-        diff = _extend_receive(buf, st, t) if t else 0
-        dc = comp[b, _DC] + diff
-        comp[b, _DC] = dc
-        data[0] = dc << succ_low
-    else:
-        if _get_bit(buf, st):
-            data[0] = np.int64(data[0]) + (1 << succ_low)
-    return 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _refine(buf, st, data, zig, bit):
-    """Correction bit of a non-zero coefficient in an AC refinement scan."""
-    p = np.int64(data[zig])
-    if _get_bit(buf, st):
-        if (p & bit) == 0:
-            data[zig] = p + bit if p > 0 else p - bit
-
-
-@numba.njit(cache=True, nogil=True)
-def _decode_prog_ac(buf, st, data, ha, spec_start, spec_end, succ_high, succ_low,
-                    fast, size, values, maxcode, delta, fast_ac):
-    """``stbi__jpeg_decode_block_prog_ac``: first AC scans and refinement scans."""
-    if spec_start == 0:
-        return -2
-    if succ_high == 0:
-        shift = succ_low
-        if st[_EOB]:
-            st[_EOB] -= 1
-            return 1
-        fac = fast_ac[ha]
-        k = spec_start
-        while True:
-            if st[_BITS] < 16:
-                _grow(buf, st)
-            c = (st[_CB] >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)
-            r = np.int64(fac[c])
-            if r:
-                k += (r >> 4) & 15
-                s = r & 15
-                st[_CB] = (st[_CB] << s) & _M32
-                st[_BITS] -= s
-                zig = _DEZIGZAG[k]
-                k += 1
-                data[zig] = (r >> 8) << shift
-            else:
-                rs = _huff_decode(buf, st, ha + 4, fast, size, values, maxcode, delta)
-                if rs < 0:
-                    return -1
-                s = rs & 15
-                r = rs >> 4
-                if s == 0:
-                    if r < 15:
-                        st[_EOB] = 1 << r
-                        if r:
-                            st[_EOB] += _get_bits(buf, st, r)
-                        st[_EOB] -= 1
-                        break
-                    k += 16
-                else:
-                    k += r
-                    zig = _DEZIGZAG[k]
-                    k += 1
-                    data[zig] = _extend_receive(buf, st, s) << shift
-            if k > spec_end:
-                break
-        return 1
-    bit = 1 << succ_low
-    if st[_EOB]:
-        st[_EOB] -= 1
-        for k in range(spec_start, spec_end + 1):
-            zig = _DEZIGZAG[k]
-            if data[zig] != 0:
-                _refine(buf, st, data, zig, bit)
-        return 1
-    k = spec_start
-    while True:
-        rs = _huff_decode(buf, st, ha + 4, fast, size, values, maxcode, delta)
-        if rs < 0:
-            return -1
-        s = rs & 15
-        r = rs >> 4
-        if s == 0:
-            if r < 15:
-                st[_EOB] = (1 << r) - 1
-                if r:
-                    st[_EOB] += _get_bits(buf, st, r)
-                r = 64  # force end of block
-        else:
-            if s != 1:
-                return -1
-            s = bit if _get_bit(buf, st) else -bit
-        while k <= spec_end:
-            zig = _DEZIGZAG[k]
-            k += 1
-            if data[zig] != 0:
-                _refine(buf, st, data, zig, bit)
-            else:
-                if r == 0:
-                    data[zig] = s
-                    break
-                r -= 1
-        if k > spec_end:
-            break
-    return 1
-
-
-# ---------------------------------------------------------------- IDCT
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _idct_1d(s0, s1, s2, s3, s4, s5, s6, s7):
-    """stb's ``STBI__IDCT_1D`` (jidctint's islow): returns x0..x3, t0..t3."""
-    p2 = s2
-    p3 = s6
-    p1 = (p2 + p3) * _C0541
-    t2 = p1 + p3 * _C1847
-    t3 = p1 + p2 * _C0765
-    p2 = s0
-    p3 = s4
-    t0 = (p2 + p3) * 4096
-    t1 = (p2 - p3) * 4096
-    x0 = t0 + t3
-    x3 = t0 - t3
-    x1 = t1 + t2
-    x2 = t1 - t2
-    t0 = s7
-    t1 = s5
-    t2 = s3
-    t3 = s1
-    p3 = t0 + t2
-    p4 = t1 + t3
-    p1 = t0 + t3
-    p2 = t1 + t2
-    p5 = (p3 + p4) * _C1175
-    t0 = t0 * _C0298
-    t1 = t1 * _C2053
-    t2 = t2 * _C3072
-    t3 = t3 * _C1501
-    p1 = p5 + p1 * _C0899
-    p2 = p5 + p2 * _C2562
-    p3 = p3 * _C1961
-    p4 = p4 * _C0390
-    t3 += p1 + p4
-    t2 += p2 + p3
-    t1 += p2 + p4
-    t0 += p1 + p3
-    return x0, x1, x2, x3, t0, t1, t2, t3
+        return np.int64(-1), pos, cb, bits - 16, nomore, marker
+    if k > bits:
+        return np.int64(-1), pos, cb, bits, nomore, marker
+    c = ((cb >> (32 - k)) & ((1 << k) - 1)) + delta[t, k]
+    return np.int64(values[t, c]), pos, (cb << k) & _M32, bits - k, nomore, marker
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _clamp(x):
-    return 0 if x < 0 else (255 if x > 255 else x)
+def _receive(buf, pos, cb, bits, nomore, marker, n, signed):
+    """``stbi__extend_receive`` (signed) or ``stbi__jpeg_get_bits``: n >= 1 bits."""
+    if bits < n:
+        pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+    mask = (np.int64(1) << n) - 1
+    k = ((cb << n) | (cb >> (32 - n))) & _M32
+    v = k & mask
+    if signed and not (cb >> 31):
+        v += 1 - (np.int64(1) << n)
+    return v, pos, k & ~mask & _M32, bits - n, nomore, marker
 
 
-@numba.njit(cache=True, nogil=True)
-def _idct_block(data, out, off, stride, val):
-    """``stbi__idct_block``: int16 coefficients -> 8x8 uint8 pixels at ``out[off]``."""
-    for i in range(8):
-        d1 = np.int64(data[8 + i])
-        d2 = np.int64(data[16 + i])
-        d3 = np.int64(data[24 + i])
-        d4 = np.int64(data[32 + i])
-        d5 = np.int64(data[40 + i])
-        d6 = np.int64(data[48 + i])
-        d7 = np.int64(data[56 + i])
-        d0 = np.int64(data[i])
-        if d1 == 0 and d2 == 0 and d3 == 0 and d4 == 0 and d5 == 0 and d6 == 0 and d7 == 0:
-            dc = d0 * 4
-            for r in range(8):
-                val[r * 8 + i] = dc
-        else:
-            x0, x1, x2, x3, t0, t1, t2, t3 = _idct_1d(d0, d1, d2, d3, d4, d5, d6, d7)
-            x0 += 512
-            x1 += 512
-            x2 += 512
-            x3 += 512
-            val[i] = (x0 + t3) >> 10
-            val[56 + i] = (x0 - t3) >> 10
-            val[8 + i] = (x1 + t2) >> 10
-            val[48 + i] = (x1 - t2) >> 10
-            val[16 + i] = (x2 + t1) >> 10
-            val[40 + i] = (x2 - t1) >> 10
-            val[24 + i] = (x3 + t0) >> 10
-            val[32 + i] = (x3 - t0) >> 10
-    bias = 65536 + (128 << 17)
-    for r in range(8):
-        v = r * 8
-        x0, x1, x2, x3, t0, t1, t2, t3 = _idct_1d(val[v], val[v + 1], val[v + 2], val[v + 3],
-                                                  val[v + 4], val[v + 5], val[v + 6], val[v + 7])
-        x0 += bias
-        x1 += bias
-        x2 += bias
-        x3 += bias
-        o = off + r * stride
-        out[o] = _clamp((x0 + t3) >> 17)
-        out[o + 7] = _clamp((x0 - t3) >> 17)
-        out[o + 1] = _clamp((x1 + t2) >> 17)
-        out[o + 6] = _clamp((x1 - t2) >> 17)
-        out[o + 2] = _clamp((x2 + t1) >> 17)
-        out[o + 5] = _clamp((x2 - t1) >> 17)
-        out[o + 3] = _clamp((x3 + t0) >> 17)
-        out[o + 4] = _clamp((x3 - t0) >> 17)
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bit(buf, pos, cb, bits, nomore, marker):
+    """``stbi__jpeg_get_bit``: True for a 1 bit."""
+    if bits < 1:
+        pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+    return (cb & 0x80000000) != 0, pos, (cb << 1) & _M32, bits - 1, nomore, marker
 
 
 # ---------------------------------------------------------------- scans
 
 @numba.njit(cache=True, nogil=True)
-def _scan(buf, st, comp, order, scan_n, mcu_x, mcu_y, progressive, spec, planes, coeff,
-          fast, size, values, maxcode, delta, fast_ac, dequant):
-    """``stbi__parse_entropy_coded_data``: one scan; returns 1 or a negative error code.
+def _block_list(comp, order, scan_n, mcu_x, mcu_y):
+    """The blocks of a scan in stream order: component and coefficient offset of each.
 
-    Baseline blocks are dequantised and IDCT'd into ``planes`` at once;
-    progressive coefficients accumulate in ``coeff`` until ``_finish``.
+    A one-component scan covers the component's own blocks (not its MCU
+    padding) and each block is an MCU; an interleaved scan goes MCU by MCU.
     """
-    spec_start, spec_end, succ_high, succ_low = spec[0], spec[1], spec[2], spec[3]
-    _reset(st, comp)
-    data = np.zeros(64, np.int16)
-    val = np.zeros(64, np.int64)
     if scan_n == 1:
         n = order[0]
         w = (comp[n, _X] + 7) >> 3
         h = (comp[n, _Y] + 7) >> 3
+        bcomp = np.full(w * h, n, np.int64)
+        boff = np.empty(w * h, np.int64)
         for j in range(h):
             for i in range(w):
-                if not progressive:
-                    rc = _decode_block(buf, st, data, comp, n, fast, size, values, maxcode,
-                                       delta, fast_ac, dequant)
-                    if rc < 0:
-                        return rc
-                    _idct_block(data, planes, comp[n, _OFF] + comp[n, _W2] * j * 8 + i * 8,
-                                comp[n, _W2], val)
-                else:
-                    b0 = comp[n, _COFF] + 64 * (i + j * comp[n, _CW])
-                    blk = coeff[b0:b0 + 64]
-                    if spec_start == 0:
-                        rc = _decode_prog_dc(buf, st, blk, comp, n, spec_end, succ_high, succ_low,
-                                             fast, size, values, maxcode, delta)
-                    else:
-                        rc = _decode_prog_ac(buf, st, blk, comp[n, _HA], spec_start, spec_end,
-                                             succ_high, succ_low, fast, size, values, maxcode,
-                                             delta, fast_ac)
-                    if rc < 0:
-                        return rc
-                if _restart_due(buf, st, comp):
-                    return 1
-        return 1
+                boff[j * w + i] = comp[n, _COFF] + 64 * (i + j * comp[n, _CW])
+        return bcomp, boff, 1
+    per_mcu = 0
+    for kk in range(scan_n):
+        per_mcu += comp[order[kk], _H] * comp[order[kk], _V]
+    bcomp = np.empty(mcu_x * mcu_y * per_mcu, np.int64)
+    boff = np.empty(mcu_x * mcu_y * per_mcu, np.int64)
+    b = 0
     for j in range(mcu_y):
         for i in range(mcu_x):
             for kk in range(scan_n):
@@ -522,42 +174,311 @@ def _scan(buf, st, comp, order, scan_n, mcu_x, mcu_y, progressive, spec, planes,
                     for x in range(comp[n, _H]):
                         x2 = i * comp[n, _H] + x
                         y2 = j * comp[n, _V] + y
-                        if not progressive:
-                            rc = _decode_block(buf, st, data, comp, n, fast, size, values,
-                                               maxcode, delta, fast_ac, dequant)
-                            if rc < 0:
-                                return rc
-                            _idct_block(data, planes,
-                                        comp[n, _OFF] + comp[n, _W2] * y2 * 8 + x2 * 8,
-                                        comp[n, _W2], val)
-                        else:
-                            b0 = comp[n, _COFF] + 64 * (x2 + y2 * comp[n, _CW])
-                            rc = _decode_prog_dc(buf, st, coeff[b0:b0 + 64], comp, n, spec_end,
-                                                 succ_high, succ_low, fast, size, values,
-                                                 maxcode, delta)
-                            if rc < 0:
-                                return rc
-            if _restart_due(buf, st, comp):
-                return 1
-    return 1
+                        bcomp[b] = n
+                        boff[b] = comp[n, _COFF] + 64 * (x2 + y2 * comp[n, _CW])
+                        b += 1
+    return bcomp, boff, per_mcu
 
 
 @numba.njit(cache=True, nogil=True)
-def _finish(comp, img_n, planes, coeff, dequant):
-    """``stbi__jpeg_finish``: dequantise (as C shorts) and IDCT a progressive image."""
-    data = np.zeros(64, np.int16)
-    val = np.zeros(64, np.int64)
-    for n in range(img_n):
-        w = (comp[n, _X] + 7) >> 3
-        h = (comp[n, _Y] + 7) >> 3
-        q = comp[n, _TQ]
-        for j in range(h):
-            for i in range(w):
-                b0 = comp[n, _COFF] + 64 * (i + j * comp[n, _CW])
+def _scan(buf, pos, restart, progressive, spec, bcomp, boff, per_mcu, comp, coeff,
+          fast, size, values, maxcode, delta, fast_ac, dequant):
+    """``stbi__parse_entropy_coded_data``: one scan into ``coeff``.
+
+    Returns (1 or a negative error code, position, pending marker).  Baseline
+    blocks are stored dequantised (as C shorts), as stb's decode_block does;
+    progressive ones are dequantised at the end.
+    """
+    spec_start, spec_end, succ_high, succ_low = spec[0], spec[1], spec[2], spec[3]
+    cb = np.int64(0)
+    bits = np.int64(0)
+    nomore = np.int64(0)
+    marker = np.int64(_NONE)
+    eob = np.int64(0)
+    todo = restart if restart else np.int64(0x7FFFFFFF)
+    dcpred = np.zeros(4, np.int64)
+    for b in range(bcomp.size):
+        n = bcomp[b]
+        o = boff[b]
+        if not progressive:
+            # stbi__jpeg_decode_block
+            q = comp[n, _TQ]
+            if bits < 16:
+                pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+            t, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
+                                                     comp[n, _HD], fast, size, values,
+                                                     maxcode, delta)
+            if t < 0 or t > 15:  # t > 15: stb reads past its tables (corrupt file)
+                return -1, pos, marker
+            for z in range(64):
+                coeff[o + z] = 0
+            diff = np.int64(0)
+            if t:
+                diff, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                                                               marker, t, True)
+            dcpred[n] += diff
+            coeff[o] = dcpred[n] * dequant[q, 0]  # a C short: wraps
+            ha = comp[n, _HA]
+            k = 1
+            while k < 64:
+                if bits < 16:
+                    pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+                r = np.int64(fast_ac[ha, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
+                if r:
+                    k += (r >> 4) & 15
+                    s = r & 15
+                    cb = (cb << s) & _M32
+                    bits -= s
+                    zig = _DEZIGZAG[k]
+                    k += 1
+                    coeff[o + zig] = (r >> 8) * dequant[q, zig]
+                else:
+                    rs, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
+                                                              ha + 4, fast, size, values,
+                                                              maxcode, delta)
+                    if rs < 0:
+                        return -1, pos, marker
+                    s = rs & 15
+                    if s == 0:
+                        if rs != 0xF0:
+                            break
+                        k += 16
+                    else:
+                        k += rs >> 4
+                        zig = _DEZIGZAG[k]
+                        k += 1
+                        v, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                                                                    marker, s, True)
+                        coeff[o + zig] = v * dequant[q, zig]
+        elif spec_start == 0:
+            # stbi__jpeg_decode_block_prog_dc
+            if spec_end != 0:
+                return -2, pos, marker
+            if bits < 16:
+                pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+            if succ_high == 0:
+                for z in range(64):
+                    coeff[o + z] = 0
+                t, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
+                                                         comp[n, _HD], fast, size, values,
+                                                         maxcode, delta)
+                if t < 0 or t > 15:  # undefined in stb (corrupt file): an error here
+                    return -1, pos, marker
+                diff = np.int64(0)
+                if t:
+                    diff, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                                                                   marker, t, True)
+                dcpred[n] += diff
+                coeff[o] = dcpred[n] << succ_low
+            else:
+                one, pos, cb, bits, nomore, marker = _bit(buf, pos, cb, bits, nomore, marker)
+                if one:
+                    coeff[o] = np.int64(coeff[o]) + (1 << succ_low)
+        else:
+            rc, eob, pos, cb, bits, nomore, marker = _prog_ac(
+                buf, pos, cb, bits, nomore, marker, eob, coeff, o, comp[n, _HA], spec_start,
+                spec_end, succ_high, succ_low, fast, size, values, maxcode, delta, fast_ac)
+            if rc < 0:
+                return rc, pos, marker
+        if (b + 1) % per_mcu == 0:
+            todo -= 1
+            if todo <= 0:
+                if bits < 24:
+                    pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+                if not (0xD0 <= marker <= 0xD7):
+                    return 1, pos, marker  # stb stops here: corrupt data rather than none
+                # stbi__jpeg_reset
+                cb = 0
+                bits = 0
+                nomore = 0
+                marker = _NONE
+                dcpred[:] = 0
+                todo = restart if restart else np.int64(0x7FFFFFFF)
+                eob = 0
+    return 1, pos, marker
+
+
+@numba.njit(cache=True, nogil=True)
+def _prog_ac(buf, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, spec_end,
+             succ_high, succ_low, fast, size, values, maxcode, delta, fast_ac):
+    """``stbi__jpeg_decode_block_prog_ac``: first AC scans and refinement scans."""
+    if succ_high == 0:
+        if eob:
+            return 1, eob - 1, pos, cb, bits, nomore, marker
+        k = spec_start
+        while k <= spec_end:
+            if bits < 16:
+                pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+            r = np.int64(fast_ac[ha, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
+            if r:
+                k += (r >> 4) & 15
+                s = r & 15
+                cb = (cb << s) & _M32
+                bits -= s
+                zig = _DEZIGZAG[k]
+                k += 1
+                coeff[o + zig] = (r >> 8) << succ_low
+            else:
+                rs, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
+                                                          ha + 4, fast, size, values, maxcode,
+                                                          delta)
+                if rs < 0:
+                    return -1, eob, pos, cb, bits, nomore, marker
+                s = rs & 15
+                r = rs >> 4
+                if s == 0:
+                    if r < 15:
+                        eob = np.int64(1) << r
+                        if r:
+                            v, pos, cb, bits, nomore, marker = _receive(
+                                buf, pos, cb, bits, nomore, marker, r, False)
+                            eob += v
+                        return 1, eob - 1, pos, cb, bits, nomore, marker
+                    k += 16
+                else:
+                    k += r
+                    zig = _DEZIGZAG[k]
+                    k += 1
+                    v, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                                                                marker, s, True)
+                    coeff[o + zig] = v << succ_low
+        return 1, eob, pos, cb, bits, nomore, marker
+    # refinement: a correction bit for each non-zero coefficient met
+    bit = np.int64(1) << succ_low
+    if eob:
+        for k in range(spec_start, spec_end + 1):
+            z = o + _DEZIGZAG[k]
+            p = np.int64(coeff[z])
+            if p != 0:
+                one, pos, cb, bits, nomore, marker = _bit(buf, pos, cb, bits, nomore, marker)
+                if one and (p & bit) == 0:
+                    coeff[z] = p + bit if p > 0 else p - bit
+        return 1, eob - 1, pos, cb, bits, nomore, marker
+    k = spec_start
+    while k <= spec_end:
+        rs, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker, ha + 4,
+                                                  fast, size, values, maxcode, delta)
+        if rs < 0:
+            return -1, eob, pos, cb, bits, nomore, marker
+        s = rs & 15
+        r = rs >> 4
+        if s == 0:
+            if r < 15:
+                eob = (np.int64(1) << r) - 1
+                if r:
+                    v, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                                                                marker, r, False)
+                    eob += v
+                r = 64  # force end of block
+        else:
+            if s != 1:
+                return -1, eob, pos, cb, bits, nomore, marker
+            one, pos, cb, bits, nomore, marker = _bit(buf, pos, cb, bits, nomore, marker)
+            s = bit if one else -bit
+        while k <= spec_end:
+            z = o + _DEZIGZAG[k]
+            k += 1
+            p = np.int64(coeff[z])
+            if p != 0:
+                one, pos, cb, bits, nomore, marker = _bit(buf, pos, cb, bits, nomore, marker)
+                if one and (p & bit) == 0:
+                    coeff[z] = p + bit if p > 0 else p - bit
+            else:
+                if r == 0:
+                    coeff[z] = s
+                    break
+                r -= 1
+    return 1, eob, pos, cb, bits, nomore, marker
+
+
+# ---------------------------------------------------------------- IDCT
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _idct_1d(s0, s1, s2, s3, s4, s5, s6, s7):
+    """stb's ``STBI__IDCT_1D`` (jidctint's islow): returns x0..x3, t0..t3."""
+    p1 = (s2 + s6) * _C0541
+    t2 = p1 + s6 * _C1847
+    t3 = p1 + s2 * _C0765
+    t0 = (s0 + s4) * 4096
+    t1 = (s0 - s4) * 4096
+    x0 = t0 + t3
+    x3 = t0 - t3
+    x1 = t1 + t2
+    x2 = t1 - t2
+    p3 = s7 + s3
+    p4 = s5 + s1
+    p1 = s7 + s1
+    p2 = s5 + s3
+    p5 = (p3 + p4) * _C1175
+    t0 = s7 * _C0298
+    t1 = s5 * _C2053
+    t2 = s3 * _C3072
+    t3 = s1 * _C1501
+    p1 = p5 + p1 * _C0899
+    p2 = p5 + p2 * _C2562
+    p3 = p3 * _C1961
+    p4 = p4 * _C0390
+    return x0, x1, x2, x3, t0 + p1 + p3, t1 + p2 + p4, t2 + p2 + p3, t3 + p1 + p4
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _clamp(x):
+    return 0 if x < 0 else (255 if x > 255 else x)
+
+
+@numba.njit(cache=True, nogil=True)
+def _idct_plane(coeff, coff, cw, nbx, nby, dequant, progressive, planes, off, stride):
+    """``stbi__idct_block`` on the first nbx x nby blocks of a component.
+
+    Progressive coefficients are dequantised first, as C shorts (stb's
+    ``stbi__jpeg_dequantize``).  A column with no AC term takes stb's shortcut
+    (4 x DC), which the full formula would give too.
+    """
+    d = np.empty(64, np.int64)
+    val = np.empty(64, np.int64)
+    bias = np.int64(65536 + (128 << 17))
+    for j in range(nby):
+        for i in range(nbx):
+            b0 = coff + 64 * (i + j * cw)
+            if progressive:
                 for t in range(64):
-                    data[t] = np.int64(coeff[b0 + t]) * dequant[q, t]
-                _idct_block(data, planes, comp[n, _OFF] + comp[n, _W2] * j * 8 + i * 8,
-                            comp[n, _W2], val)
+                    d[t] = np.int16(np.int64(coeff[b0 + t]) * dequant[t])
+            else:
+                for t in range(64):
+                    d[t] = coeff[b0 + t]
+            for c in range(8):
+                if (d[8 + c] == 0 and d[16 + c] == 0 and d[24 + c] == 0 and d[32 + c] == 0
+                        and d[40 + c] == 0 and d[48 + c] == 0 and d[56 + c] == 0):
+                    dc = d[c] * 4
+                    for r in range(8):
+                        val[r * 8 + c] = dc
+                    continue
+                x0, x1, x2, x3, t0, t1, t2, t3 = _idct_1d(d[c], d[8 + c], d[16 + c], d[24 + c],
+                                                          d[32 + c], d[40 + c], d[48 + c],
+                                                          d[56 + c])
+                val[c] = (x0 + 512 + t3) >> 10
+                val[56 + c] = (x0 + 512 - t3) >> 10
+                val[8 + c] = (x1 + 512 + t2) >> 10
+                val[48 + c] = (x1 + 512 - t2) >> 10
+                val[16 + c] = (x2 + 512 + t1) >> 10
+                val[40 + c] = (x2 + 512 - t1) >> 10
+                val[24 + c] = (x3 + 512 + t0) >> 10
+                val[32 + c] = (x3 + 512 - t0) >> 10
+            o0 = off + (j * 8) * stride + i * 8
+            for r in range(8):
+                v = r * 8
+                x0, x1, x2, x3, t0, t1, t2, t3 = _idct_1d(val[v], val[v + 1], val[v + 2],
+                                                          val[v + 3], val[v + 4], val[v + 5],
+                                                          val[v + 6], val[v + 7])
+                o = o0 + r * stride
+                planes[o] = _clamp((x0 + bias + t3) >> 17)
+                planes[o + 7] = _clamp((x0 + bias - t3) >> 17)
+                planes[o + 1] = _clamp((x1 + bias + t2) >> 17)
+                planes[o + 6] = _clamp((x1 + bias - t2) >> 17)
+                planes[o + 2] = _clamp((x2 + bias + t1) >> 17)
+                planes[o + 5] = _clamp((x2 + bias - t1) >> 17)
+                planes[o + 3] = _clamp((x3 + bias + t0) >> 17)
+                planes[o + 4] = _clamp((x3 + bias - t0) >> 17)
 
 
 # ---------------------------------------------------------------- output
@@ -582,7 +503,7 @@ def _resample_row(planes, kind, out, near, far, w, hs):
             n = 3 * np.int64(planes[near + i]) + 2
             planes[out + 2 * i] = (n + planes[near + i - 1]) >> 2
             planes[out + 2 * i + 1] = (n + planes[near + i + 1]) >> 2
-        i = max(w - 1, 1)
+        i = w - 1
         planes[out + 2 * i] = (np.int64(planes[near + w - 2]) * 3 + planes[near + w - 1] + 2) >> 2
         planes[out + 2 * i + 1] = planes[near + w - 1]
     elif kind == 3:  # hv_2
@@ -615,15 +536,15 @@ def _blinn(x, y):
 
 
 @numba.njit(cache=True, nogil=True)
-def _ycc_pixel(y, cb, cr):
-    """``stbi__YCbCr_to_RGB_row`` for one pixel."""
-    y_fixed = (np.int64(y) << 20) + (1 << 19)
-    cr = np.int64(cr) - 128
-    cb = np.int64(cb) - 128
-    r = y_fixed + cr * _CR_R
-    g = y_fixed - cr * _CR_G + ((cb * -_CB_G) & -65536)
-    b = y_fixed + cb * _CB_B
-    return _clamp(r >> 20), _clamp(g >> 20), _clamp(b >> 20)
+def _ycc_row(planes, yo, cbo, cro, out, o, count):
+    """``stbi__YCbCr_to_RGB_row`` (its reduced precision) into ``out[o:]``, 3 bytes a pixel."""
+    for i in range(count):
+        y_fixed = (np.int64(planes[yo + i]) << 20) + (1 << 19)
+        cr = np.int64(planes[cro + i]) - 128
+        cb = np.int64(planes[cbo + i]) - 128
+        out[o + 3 * i] = _clamp((y_fixed + cr * _CR_R) >> 20)
+        out[o + 3 * i + 1] = _clamp((y_fixed - cr * _CR_G + ((cb * -_CB_G) & -65536)) >> 20)
+        out[o + 3 * i + 2] = _clamp((y_fixed + cb * _CB_B) >> 20)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -633,7 +554,7 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode, linebuf_off)
     mode: 0 YCbCr, 1 RGB (stored as is), 2 grey, 3 CMYK (Adobe transform 0),
     4 YCCK (transform 2), 5 four components otherwise (fourth ignored).
     """
-    out = np.empty((img_y, img_x, 3), np.uint8)
+    out = np.empty(img_y * img_x * 3, np.uint8)
     hs = np.empty(4, np.int64)
     vs = np.empty(4, np.int64)
     ystep = np.empty(4, np.int64)
@@ -675,27 +596,30 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode, linebuf_off)
                 ypos[k] += 1
                 if ypos[k] < comp[k, _Y]:
                     line1[k] += comp[k, _W2]
+        o = j * img_x * 3
         c0, c1, c2, c3 = cout[0], cout[1], cout[2], cout[3]
-        row = out[j]
-        for i in range(img_x):
-            if mode == 0 or mode == 5:
-                r, g, b = _ycc_pixel(planes[c0 + i], planes[c1 + i], planes[c2 + i])
-            elif mode == 1:
-                r, g, b = planes[c0 + i], planes[c1 + i], planes[c2 + i]
-            elif mode == 2:
-                r = g = b = planes[c0 + i]
-            elif mode == 3:
+        if mode == 0 or mode == 5:
+            _ycc_row(planes, c0, c1, c2, out, o, img_x)
+        elif mode == 4:
+            _ycc_row(planes, c0, c1, c2, out, o, img_x)
+            for i in range(img_x):
                 m = planes[c3 + i]
-                r, g, b = (_blinn(planes[c0 + i], m), _blinn(planes[c1 + i], m),
-                           _blinn(planes[c2 + i], m))
-            else:
-                m = planes[c3 + i]
-                r, g, b = _ycc_pixel(planes[c0 + i], planes[c1 + i], planes[c2 + i])
-                r, g, b = _blinn(255 - r, m), _blinn(255 - g, m), _blinn(255 - b, m)
-            row[i, 0] = r
-            row[i, 1] = g
-            row[i, 2] = b
-    return out
+                for ch in range(3):
+                    out[o + 3 * i + ch] = _blinn(255 - np.int64(out[o + 3 * i + ch]), m)
+        else:
+            for i in range(img_x):
+                if mode == 1:
+                    r, g, b = planes[c0 + i], planes[c1 + i], planes[c2 + i]
+                elif mode == 2:
+                    r = g = b = planes[c0 + i]
+                else:
+                    m = planes[c3 + i]
+                    r, g, b = (_blinn(planes[c0 + i], m), _blinn(planes[c1 + i], m),
+                               _blinn(planes[c2 + i], m))
+                out[o + 3 * i] = r
+                out[o + 3 * i + 1] = g
+                out[o + 3 * i + 2] = b
+    return out.reshape(img_y, img_x, 3)
 
 
 # ---------------------------------------------------------------- tables
@@ -932,14 +856,13 @@ class _Parser:
             off += comp[i, _W2] * comp[i, _H2]
             comp[i, _CW] = comp[i, _W2] // 8
             comp[i, _COFF] = coff
-            if progressive:
-                coff += comp[i, _W2] * comp[i, _H2]
+            coff += comp[i, _W2] * comp[i, _H2]
         self.comp = comp
         self.linebuf_off = off
         # stb mallocs these (uninitialised); zeros make the never-written parts of a
         # corrupt or scan-less file deterministic
         self.planes = np.zeros(off + 4 * (self.img_x + 8), np.uint8)
-        self.coeff = np.zeros(max(coff, 64), np.int16)
+        self.coeff = np.zeros(coff, np.int16)
 
     def scan_header(self) -> tuple[np.ndarray, int, np.ndarray]:
         """``stbi__process_scan_header``: the components of a scan and its spectral selection."""
@@ -976,16 +899,15 @@ class _Parser:
     def scan(self) -> None:
         """Decode one scan's entropy-coded data, then find the marker that follows it."""
         order, scan_n, spec = self.scan_header()
-        st = np.zeros(8, np.int64)
-        st[_POS] = self.pos
-        st[_RESTART] = self.restart_interval
-        rc = _scan(self.buf, st, self.comp, order, scan_n, self.mcu_x, self.mcu_y,
-                   self.progressive, spec, self.planes, self.coeff, self.fast, self.size,
-                   self.values, self.maxcode, self.delta, self.fast_ac, self.dequant)
+        bcomp, boff, per_mcu = _block_list(self.comp, order, scan_n, self.mcu_x, self.mcu_y)
+        rc, pos, marker = _scan(self.buf, self.pos, self.restart_interval, self.progressive, spec,
+                                bcomp, boff, per_mcu, self.comp, self.coeff, self.fast,
+                                self.size, self.values, self.maxcode, self.delta, self.fast_ac,
+                                self.dequant)
         if rc < 0:
             raise JpegError(_ERRORS[rc])
-        self.pos = int(st[_POS])
-        self.marker = int(st[_MARKER])
+        self.pos = int(pos)
+        self.marker = int(marker)
         if self.marker == _NONE:
             # stb skips junk (e.g. zeros) after the data up to the next 0xFF
             i = self.data.find(b"\xff", self.pos)
@@ -994,6 +916,19 @@ class _Parser:
             else:
                 self.pos = i + 1
                 self.marker = self.get8()
+
+    def idct(self) -> None:
+        """IDCT every component: stb does baseline blocks as they are decoded (all of
+        them, MCU padding included) and progressive ones at the end (``stbi__jpeg_finish``:
+        the component's own blocks only)."""
+        c = self.comp
+        for n in range(self.img_n):
+            if self.progressive:
+                nbx, nby = (c[n, _X] + 7) >> 3, (c[n, _Y] + 7) >> 3
+            else:
+                nbx, nby = c[n, _W2] >> 3, c[n, _H2] >> 3
+            _idct_plane(self.coeff, c[n, _COFF], c[n, _CW], nbx, nby, self.dequant[c[n, _TQ]],
+                        self.progressive, self.planes, c[n, _OFF], c[n, _W2])
 
     def color_mode(self) -> tuple[int, int]:
         """What ``load_jpeg_image`` does with the components for 3 output channels."""
@@ -1035,8 +970,7 @@ def decode_jpeg(data: bytes) -> np.ndarray:
         else:
             p.process_marker(m)
         m = p.get_marker()
-    if p.progressive:
-        _finish(p.comp, p.img_n, p.planes, p.coeff, p.dequant)
+    p.idct()
     mode, decode_n = p.color_mode()
     return _to_rgb(p.planes, p.comp, decode_n, p.img_x, p.img_y, p.hmax, p.vmax, mode,
                    p.linebuf_off)
