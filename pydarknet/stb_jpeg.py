@@ -18,6 +18,8 @@ EOI is an error ("expected marker"), and a corrupt block stops the whole load.
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
@@ -423,7 +425,7 @@ def _idct_1d(s0, s1, s2, s3, s4, s5, s6, s7):
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _clamp(x):
-    return 0 if x < 0 else (255 if x > 255 else x)
+    return min(max(x, 0), 255)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -446,6 +448,17 @@ def _idct_plane(coeff, coff, cw, nbx, nby, dequant, progressive, planes, off, st
             else:
                 for t in range(64):
                     d[t] = coeff[b0 + t]
+            ac = np.int64(0)
+            for t in range(1, 64):
+                ac |= d[t]
+            if ac == 0:
+                # column pass gives 4*DC in column 0 and zeros: one flat value
+                v = _clamp((d[0] * 4 * 4096 + bias) >> 17)
+                o = off + (j * 8) * stride + i * 8
+                for r in range(8):
+                    planes[o:o + 8] = v
+                    o += stride
+                continue
             for c in range(8):
                 if (d[8 + c] == 0 and d[16 + c] == 0 and d[24 + c] == 0 and d[32 + c] == 0
                         and d[40 + c] == 0 and d[48 + c] == 0 and d[56 + c] == 0):
@@ -485,47 +498,44 @@ def _idct_plane(coeff, coff, cw, nbx, nby, dequant, progressive, planes, off, st
 
 @numba.njit(cache=True, nogil=True)
 def _resample_row(planes, kind, out, near, far, w, hs):
-    """stb's ``resample_row_*`` into ``planes[out:]``; returns where the row is."""
-    if kind == 0:  # resample_row_1
-        return near
+    """stb's ``resample_row_*`` (kind 1..4) from rows of ``planes`` into ``out``."""
     if kind == 1:  # v_2
         for i in range(w):
-            planes[out + i] = (3 * np.int64(planes[near + i]) + planes[far + i] + 2) >> 2
+            out[i] = (3 * np.int32(planes[near + i]) + np.int32(planes[far + i]) + 2) >> 2
     elif kind == 2:  # h_2
         if w == 1:
-            planes[out] = planes[near]
-            planes[out + 1] = planes[near]
-            return out
-        a0 = np.int64(planes[near])
-        planes[out] = a0
-        planes[out + 1] = (a0 * 3 + planes[near + 1] + 2) >> 2
+            out[0] = planes[near]
+            out[1] = planes[near]
+            return
+        a0 = np.int32(planes[near])
+        out[0] = a0
+        out[1] = (a0 * 3 + np.int32(planes[near + 1]) + 2) >> 2
         for i in range(1, w - 1):
-            n = 3 * np.int64(planes[near + i]) + 2
-            planes[out + 2 * i] = (n + planes[near + i - 1]) >> 2
-            planes[out + 2 * i + 1] = (n + planes[near + i + 1]) >> 2
+            n = 3 * np.int32(planes[near + i]) + 2
+            out[2 * i] = (n + np.int32(planes[near + i - 1])) >> 2
+            out[2 * i + 1] = (n + np.int32(planes[near + i + 1])) >> 2
         i = w - 1
-        planes[out + 2 * i] = (np.int64(planes[near + w - 2]) * 3 + planes[near + w - 1] + 2) >> 2
-        planes[out + 2 * i + 1] = planes[near + w - 1]
+        out[2 * i] = (np.int32(planes[near + w - 2]) * 3 + np.int32(planes[near + w - 1]) + 2) >> 2
+        out[2 * i + 1] = planes[near + w - 1]
     elif kind == 3:  # hv_2
         if w == 1:
-            v = (3 * np.int64(planes[near]) + planes[far] + 2) >> 2
-            planes[out] = v
-            planes[out + 1] = v
-            return out
-        t1 = 3 * np.int64(planes[near]) + planes[far]
-        planes[out] = (t1 + 2) >> 2
+            v = (3 * np.int32(planes[near]) + np.int32(planes[far]) + 2) >> 2
+            out[0] = v
+            out[1] = v
+            return
+        t1 = 3 * np.int32(planes[near]) + np.int32(planes[far])
+        out[0] = (t1 + 2) >> 2
         for i in range(1, w):
             t0 = t1
-            t1 = 3 * np.int64(planes[near + i]) + planes[far + i]
-            planes[out + 2 * i - 1] = (3 * t0 + t1 + 8) >> 4
-            planes[out + 2 * i] = (3 * t1 + t0 + 8) >> 4
-        planes[out + 2 * w - 1] = (t1 + 2) >> 2
+            t1 = 3 * np.int32(planes[near + i]) + np.int32(planes[far + i])
+            out[2 * i - 1] = (3 * t0 + t1 + 8) >> 4
+            out[2 * i] = (3 * t1 + t0 + 8) >> 4
+        out[2 * w - 1] = (t1 + 2) >> 2
     else:  # generic: nearest neighbour
         for i in range(w):
             v = planes[near + i]
             for j in range(hs):
-                planes[out + i * hs + j] = v
-    return out
+                out[i * hs + j] = v
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -536,19 +546,22 @@ def _blinn(x, y):
 
 
 @numba.njit(cache=True, nogil=True)
-def _ycc_row(planes, yo, cbo, cro, out, o, count):
-    """``stbi__YCbCr_to_RGB_row`` (its reduced precision) into ``out[o:]``, 3 bytes a pixel."""
+def _ycc_row(y, cb, cr, out, count):
+    """``stbi__YCbCr_to_RGB_row`` (its reduced precision, in C ints), 3 bytes a pixel."""
     for i in range(count):
-        y_fixed = (np.int64(planes[yo + i]) << 20) + (1 << 19)
-        cr = np.int64(planes[cro + i]) - 128
-        cb = np.int64(planes[cbo + i]) - 128
-        out[o + 3 * i] = _clamp((y_fixed + cr * _CR_R) >> 20)
-        out[o + 3 * i + 1] = _clamp((y_fixed - cr * _CR_G + ((cb * -_CB_G) & -65536)) >> 20)
-        out[o + 3 * i + 2] = _clamp((y_fixed + cb * _CB_B) >> 20)
+        y_fixed = (np.int32(y[i]) << 20) + np.int32(1 << 19)
+        vr = np.int32(cr[i]) - np.int32(128)
+        vb = np.int32(cb[i]) - np.int32(128)
+        r = (y_fixed + vr * np.int32(_CR_R)) >> 20
+        g = (y_fixed - vr * np.int32(_CR_G) + ((vb * np.int32(-_CB_G)) & np.int32(-65536))) >> 20
+        b = (y_fixed + vb * np.int32(_CB_B)) >> 20
+        out[3 * i] = min(max(r, 0), 255)
+        out[3 * i + 1] = min(max(g, 0), 255)
+        out[3 * i + 2] = min(max(b, 0), 255)
 
 
 @numba.njit(cache=True, nogil=True)
-def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode, linebuf_off):
+def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
     """The resample and colour-convert loop of stb's ``load_jpeg_image`` for 3 channels.
 
     mode: 0 YCbCr, 1 RGB (stored as is), 2 grey, 3 CMYK (Adobe transform 0),
@@ -563,7 +576,6 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode, linebuf_off)
     line0 = np.empty(4, np.int64)
     line1 = np.empty(4, np.int64)
     kind = np.empty(4, np.int64)
-    cout = np.zeros(4, np.int64)
     for k in range(decode_n):
         hs[k] = hmax // comp[k, _H]
         vs[k] = vmax // comp[k, _V]
@@ -581,14 +593,16 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode, linebuf_off)
             kind[k] = 3
         else:
             kind[k] = 4
-    lb_stride = img_x + 8
+    rows = np.empty((4, img_x + 8), np.uint8)  # stb's line buffers
     for j in range(img_y):
         for k in range(decode_n):
             y_bot = ystep[k] >= (vs[k] >> 1)
             near = line1[k] if y_bot else line0[k]
             far = line0[k] if y_bot else line1[k]
-            cout[k] = _resample_row(planes, kind[k], linebuf_off + k * lb_stride, near, far,
-                                    wlo[k], hs[k])
+            if kind[k] == 0:
+                rows[k, :img_x] = planes[near:near + img_x]
+            else:
+                _resample_row(planes, kind[k], rows[k], near, far, wlo[k], hs[k])
             ystep[k] += 1
             if ystep[k] >= vs[k]:
                 ystep[k] = 0
@@ -596,29 +610,27 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode, linebuf_off)
                 ypos[k] += 1
                 if ypos[k] < comp[k, _Y]:
                     line1[k] += comp[k, _W2]
-        o = j * img_x * 3
-        c0, c1, c2, c3 = cout[0], cout[1], cout[2], cout[3]
+        row = out[j * img_x * 3:(j + 1) * img_x * 3]
         if mode == 0 or mode == 5:
-            _ycc_row(planes, c0, c1, c2, out, o, img_x)
+            _ycc_row(rows[0], rows[1], rows[2], row, img_x)
         elif mode == 4:
-            _ycc_row(planes, c0, c1, c2, out, o, img_x)
+            _ycc_row(rows[0], rows[1], rows[2], row, img_x)
             for i in range(img_x):
-                m = planes[c3 + i]
+                m = rows[3, i]
                 for ch in range(3):
-                    out[o + 3 * i + ch] = _blinn(255 - np.int64(out[o + 3 * i + ch]), m)
+                    row[3 * i + ch] = _blinn(255 - np.int64(row[3 * i + ch]), m)
         else:
             for i in range(img_x):
                 if mode == 1:
-                    r, g, b = planes[c0 + i], planes[c1 + i], planes[c2 + i]
+                    r, g, b = rows[0, i], rows[1, i], rows[2, i]
                 elif mode == 2:
-                    r = g = b = planes[c0 + i]
+                    r = g = b = rows[0, i]
                 else:
-                    m = planes[c3 + i]
-                    r, g, b = (_blinn(planes[c0 + i], m), _blinn(planes[c1 + i], m),
-                               _blinn(planes[c2 + i], m))
-                out[o + 3 * i] = r
-                out[o + 3 * i + 1] = g
-                out[o + 3 * i + 2] = b
+                    m = rows[3, i]
+                    r, g, b = _blinn(rows[0, i], m), _blinn(rows[1, i], m), _blinn(rows[2, i], m)
+                row[3 * i] = r
+                row[3 * i + 1] = g
+                row[3 * i + 2] = b
     return out.reshape(img_y, img_x, 3)
 
 
@@ -681,6 +693,24 @@ def _build_fast_ac(fast_ac, th, fast, size, values):
 
 
 # ---------------------------------------------------------------- markers
+
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, n: int, dtype) -> np.ndarray:
+    """A zeroed work array of n items, reused by the thread's next decode.
+
+    Fresh megabyte-sized arrays cost a page fault per 4 KiB on first touch,
+    which took as long as the decoding itself; zeroing warm memory is cheap.
+    """
+    buf = getattr(_SCRATCH, name, None)
+    if buf is None or buf.size < n:
+        buf = np.empty(max(n, 1 << 16), dtype)
+        setattr(_SCRATCH, name, buf)
+    out = buf[:n]
+    out.fill(0)
+    return out
+
 
 class _Parser:
     """stb's ``stbi__jpeg`` state outside the entropy-coded data; bytes past the end read as 0."""
@@ -858,11 +888,10 @@ class _Parser:
             comp[i, _COFF] = coff
             coff += comp[i, _W2] * comp[i, _H2]
         self.comp = comp
-        self.linebuf_off = off
         # stb mallocs these (uninitialised); zeros make the never-written parts of a
         # corrupt or scan-less file deterministic
-        self.planes = np.zeros(off + 4 * (self.img_x + 8), np.uint8)
-        self.coeff = np.zeros(coff, np.int16)
+        self.planes = _scratch("planes", off, np.uint8)
+        self.coeff = _scratch("coeff", coff, np.int16)
 
     def scan_header(self) -> tuple[np.ndarray, int, np.ndarray]:
         """``stbi__process_scan_header``: the components of a scan and its spectral selection."""
@@ -972,5 +1001,4 @@ def decode_jpeg(data: bytes) -> np.ndarray:
         m = p.get_marker()
     p.idct()
     mode, decode_n = p.color_mode()
-    return _to_rgb(p.planes, p.comp, decode_n, p.img_x, p.img_y, p.hmax, p.vmax, mode,
-                   p.linebuf_off)
+    return _to_rgb(p.planes, p.comp, decode_n, p.img_x, p.img_y, p.hmax, p.vmax, mode)
