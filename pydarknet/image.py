@@ -29,6 +29,13 @@ __all__ = [
 class ImageError(OSError):
     """An image file is missing or cannot be decoded."""
 
+    def __str__(self) -> str:
+        # A decode error is ImageError(message) with .filename set: print the message,
+        # not OSError's "[Errno None] None: 'file'".
+        if self.errno is None and self.strerror is None and self.args:
+            return str(self.args[0])
+        return super().__str__()
+
 
 # Darknet divides in double and stores a float; a table makes that exact and cheap.
 _U8_TO_FLOAT = (np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
