@@ -20,8 +20,6 @@ import os
 import cv2
 import numpy as np
 
-from .stb_jpeg import JpegError, decode_jpeg, is_jpeg
-
 __all__ = ["DECODERS", "DecodeError", "decode_image_bytes", "get_decoder", "set_decoder"]
 
 DECODERS = ("stb", "opencv")
@@ -60,10 +58,12 @@ def decode_image_bytes(data: bytes, decoder: str | None = None) -> np.ndarray:
     decoder = _check(decoder or _decoder)
     if decoder == "opencv":
         return _opencv(data)
-    if is_jpeg(data[:64]):
+    from . import stb_jpeg  # numba: imported on the first decode, not with pydarknet
+
+    if stb_jpeg.is_jpeg(data[:64]):
         try:
-            return decode_jpeg(data)
-        except JpegError as e:
+            return stb_jpeg.decode_jpeg(data)
+        except stb_jpeg.JpegError as e:
             raise DecodeError(f"stb_image rejects this JPEG: {e}") from None
     kind = _stb_kind(data)
     if kind in ("png", "bmp"):
