@@ -300,7 +300,7 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, per_mcu, comp, coef
     return 1, pos, marker
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _prog_ac(buf, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, spec_end,
              succ_high, succ_low, fast, size, values, maxcode, delta, fast_ac):
     """``stbi__jpeg_decode_block_prog_ac``: first AC scans and refinement scans."""
