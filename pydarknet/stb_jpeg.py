@@ -786,8 +786,12 @@ class _Parser:
                 raise JpegError("bad DQT type")
             if t > 3:
                 raise JpegError("bad DQT table")
-            for i in range(64):
-                self.dequant[t, _DEZIGZAG[i]] = self.get16() if p else self.get8()
+            n = 128 if p else 64
+            raw = np.zeros(n, np.int64)
+            got = self.buf[self.pos:self.pos + n]  # bytes past the end read as 0
+            raw[:len(got)] = got
+            self.pos = min(self.pos + n, self.n)
+            self.dequant[t, _DEZIGZAG[:64]] = raw[0::2] * 256 + raw[1::2] if p else raw
             length -= 129 if p else 65
         if length != 0:
             raise JpegError("bad DQT len")
@@ -799,7 +803,10 @@ class _Parser:
             tc, th = q >> 4, q & 15
             if tc > 1 or th > 3:
                 raise JpegError("bad DHT header")
-            counts = np.array([self.get8() for _ in range(16)], dtype=np.int64)
+            counts = np.zeros(16, np.int64)
+            got = self.buf[self.pos:self.pos + 16]
+            counts[:len(got)] = got
+            self.pos = min(self.pos + 16, self.n)
             length -= 17
             t = th + 4 * tc
             if not _build_huffman(counts, t, self.fast, self.size, self.maxcode, self.delta):
