@@ -1,0 +1,1011 @@
+"""JPEG decoding exactly as Darknet's stb_image (v2.19) does it, bit for bit.
+
+Darknet reads pictures with ``stbi_load(path, &w, &h, &c, 3)``.  stb's JPEG
+decoder is not libjpeg: its integer IDCT, its "fancy" chroma upsampling (only
+for 2x1, 1x2 and 2x2 subsampling; nearest neighbour otherwise) and its
+reduced-precision YCbCr->RGB give pixels that differ from OpenCV's by up to
+tens of levels.  This module follows stb's scalar C step by step:
+
+* markers and tables are parsed in Python (``_Parser``), with stb's checks and
+  its short failure reasons ("bad huffman code", "expected marker", ...);
+* the entropy-coded scans (baseline and progressive, restart intervals), the
+  IDCT, the upsampling and the colour conversion are numba kernels
+  (``cache=True``, so the JIT cost is paid once per machine).
+
+Like stb, bytes past the end of the file read as 0, a truncated file without
+EOI is an error ("expected marker"), and a corrupt block stops the whole load.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+
+__all__ = ["JpegError", "decode_jpeg", "is_jpeg"]
+
+_M32 = 0xFFFFFFFF
+_NONE = 0xFF  # stb's STBI__MARKER_none
+_FAST_BITS = 9
+
+# component table columns
+_H, _V, _TQ, _HD, _HA, _DC, _X, _Y, _W2, _H2, _OFF, _CW, _COFF = range(13)
+
+_DEZIGZAG = np.array(
+    [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34,
+     27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
+     58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63] + [63] * 15, dtype=np.int64)
+
+_ERRORS = {-1: "bad huffman code", -2: "can't merge dc and ac"}
+
+
+def _f2f(x: float) -> int:
+    """stb's ``stbi__f2f``: ``(int)(x*4096 + 0.5)`` with x a float literal."""
+    return int(float(np.float32(x) * np.float32(4096)) + 0.5)
+
+
+def _float2fixed(x: float) -> int:
+    """stb's ``stbi__float2fixed`` (all in float32), shifted left by 8."""
+    return int(np.float32(x) * np.float32(4096.0) + np.float32(0.5)) << 8
+
+
+_C0541, _C1847, _C0765 = _f2f(0.5411961), _f2f(-1.847759065), _f2f(0.765366865)
+_C1175, _C0298, _C2053 = _f2f(1.175875602), _f2f(0.298631336), _f2f(2.053119869)
+_C3072, _C1501, _C0899 = _f2f(3.072711026), _f2f(1.501321110), _f2f(-0.899976223)
+_C2562, _C1961, _C0390 = _f2f(-2.562915447), _f2f(-1.961570560), _f2f(-0.390180644)
+_CR_R, _CR_G = _float2fixed(1.40200), _float2fixed(0.71414)
+_CB_G, _CB_B = _float2fixed(0.34414), _float2fixed(1.77200)
+
+
+class JpegError(ValueError):
+    """stb_image would reject this JPEG; the message is stb's failure reason."""
+
+
+def is_jpeg(head: bytes) -> bool:
+    """stb's ``stbi__jpeg_test``: 0xFF, any further 0xFF fill bytes, then SOI (0xD8)."""
+    if not head or head[0] != 0xFF:
+        return False
+    rest = head[1:].lstrip(b"\xff")
+    return rest[:1] == b"\xd8"
+
+
+# ---------------------------------------------------------------- bit reader
+# The reader's state travels as locals (pos, cb, bits, nomore, marker) through
+# helpers that numba inlines, so it stays in registers.
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fill(buf, pos, cb, bits, nomore, marker):
+    """``stbi__grow_buffer_unsafe``: refill to more than 24 bits, stopping at a marker."""
+    n = buf.size
+    while True:
+        b = np.int64(0)
+        if not nomore:
+            if pos < n:
+                b = np.int64(buf[pos])
+                pos += 1
+            if b == 0xFF:
+                c = np.int64(0xFF)
+                while c == 0xFF:  # fill bytes
+                    c = np.int64(0)
+                    if pos < n:
+                        c = np.int64(buf[pos])
+                        pos += 1
+                if c != 0:
+                    return pos, cb, bits, np.int64(1), c
+        cb = (cb | (b << (24 - bits))) & _M32
+        bits += 8
+        if bits > 24:
+            return pos, cb, bits, nomore, marker
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _huff(buf, pos, cb, bits, nomore, marker, t, fast, size, values, maxcode, delta):
+    """``stbi__jpeg_huff_decode`` with table t: (symbol or -1, reader state)."""
+    if bits < 16:
+        pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+    k = np.int64(fast[t, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
+    if k < 255:
+        s = np.int64(size[t, k])
+        if s > bits:
+            return np.int64(-1), pos, cb, bits, nomore, marker
+        return np.int64(values[t, k]), pos, (cb << s) & _M32, bits - s, nomore, marker
+    temp = cb >> 16
+    k = _FAST_BITS + 1
+    while temp >= maxcode[t, k]:
+        k += 1
+    if k == 17:
+        return np.int64(-1), pos, cb, bits - 16, nomore, marker
+    if k > bits:
+        return np.int64(-1), pos, cb, bits, nomore, marker
+    c = ((cb >> (32 - k)) & ((1 << k) - 1)) + delta[t, k]
+    return np.int64(values[t, c]), pos, (cb << k) & _M32, bits - k, nomore, marker
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _receive(buf, pos, cb, bits, nomore, marker, n, signed):
+    """``stbi__extend_receive`` (signed) or ``stbi__jpeg_get_bits``: n >= 1 bits."""
+    if bits < n:
+        pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+    mask = (np.int64(1) << n) - 1
+    k = ((cb << n) | (cb >> (32 - n))) & _M32
+    v = k & mask
+    if signed and not (cb >> 31):
+        v += 1 - (np.int64(1) << n)
+    return v, pos, k & ~mask & _M32, bits - n, nomore, marker
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bit(buf, pos, cb, bits, nomore, marker):
+    """``stbi__jpeg_get_bit``: True for a 1 bit."""
+    if bits < 1:
+        pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+    return (cb & 0x80000000) != 0, pos, (cb << 1) & _M32, bits - 1, nomore, marker
+
+
+# ---------------------------------------------------------------- scans
+
+@numba.njit(cache=True, nogil=True)
+def _block_list(comp, order, scan_n, mcu_x, mcu_y):
+    """The blocks of a scan in stream order: component and coefficient offset of each.
+
+    A one-component scan covers the component's own blocks (not its MCU
+    padding) and each block is an MCU; an interleaved scan goes MCU by MCU.
+    """
+    if scan_n == 1:
+        n = order[0]
+        w = (comp[n, _X] + 7) >> 3
+        h = (comp[n, _Y] + 7) >> 3
+        bcomp = np.full(w * h, n, np.int64)
+        boff = np.empty(w * h, np.int64)
+        for j in range(h):
+            for i in range(w):
+                boff[j * w + i] = comp[n, _COFF] + 64 * (i + j * comp[n, _CW])
+        return bcomp, boff, 1
+    per_mcu = 0
+    for kk in range(scan_n):
+        per_mcu += comp[order[kk], _H] * comp[order[kk], _V]
+    bcomp = np.empty(mcu_x * mcu_y * per_mcu, np.int64)
+    boff = np.empty(mcu_x * mcu_y * per_mcu, np.int64)
+    b = 0
+    for j in range(mcu_y):
+        for i in range(mcu_x):
+            for kk in range(scan_n):
+                n = order[kk]
+                for y in range(comp[n, _V]):
+                    for x in range(comp[n, _H]):
+                        x2 = i * comp[n, _H] + x
+                        y2 = j * comp[n, _V] + y
+                        bcomp[b] = n
+                        boff[b] = comp[n, _COFF] + 64 * (x2 + y2 * comp[n, _CW])
+                        b += 1
+    return bcomp, boff, per_mcu
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan(buf, pos, restart, progressive, spec, bcomp, boff, per_mcu, comp, coeff,
+          fast, size, values, maxcode, delta, fast_ac, dequant):
+    """``stbi__parse_entropy_coded_data``: one scan into ``coeff``.
+
+    Returns (1 or a negative error code, position, pending marker).  Baseline
+    blocks are stored dequantised (as C shorts), as stb's decode_block does;
+    progressive ones are dequantised at the end.
+    """
+    spec_start, spec_end, succ_high, succ_low = spec[0], spec[1], spec[2], spec[3]
+    cb = np.int64(0)
+    bits = np.int64(0)
+    nomore = np.int64(0)
+    marker = np.int64(_NONE)
+    eob = np.int64(0)
+    todo = restart if restart else np.int64(0x7FFFFFFF)
+    dcpred = np.zeros(4, np.int64)
+    for b in range(bcomp.size):
+        n = bcomp[b]
+        o = boff[b]
+        if not progressive:
+            # stbi__jpeg_decode_block
+            q = comp[n, _TQ]
+            if bits < 16:
+                pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+            t, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
+                                                     comp[n, _HD], fast, size, values,
+                                                     maxcode, delta)
+            if t < 0 or t > 15:  # t > 15: stb reads past its tables (corrupt file)
+                return -1, pos, marker
+            for z in range(64):
+                coeff[o + z] = 0
+            diff = np.int64(0)
+            if t:
+                diff, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                                                               marker, t, True)
+            dcpred[n] += diff
+            coeff[o] = dcpred[n] * dequant[q, 0]  # a C short: wraps
+            ha = comp[n, _HA]
+            k = 1
+            while k < 64:
+                if bits < 16:
+                    pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+                r = np.int64(fast_ac[ha, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
+                if r:
+                    k += (r >> 4) & 15
+                    s = r & 15
+                    cb = (cb << s) & _M32
+                    bits -= s
+                    zig = _DEZIGZAG[k]
+                    k += 1
+                    coeff[o + zig] = (r >> 8) * dequant[q, zig]
+                else:
+                    rs, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
+                                                              ha + 4, fast, size, values,
+                                                              maxcode, delta)
+                    if rs < 0:
+                        return -1, pos, marker
+                    s = rs & 15
+                    if s == 0:
+                        if rs != 0xF0:
+                            break
+                        k += 16
+                    else:
+                        k += rs >> 4
+                        zig = _DEZIGZAG[k]
+                        k += 1
+                        v, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                                                                    marker, s, True)
+                        coeff[o + zig] = v * dequant[q, zig]
+        elif spec_start == 0:
+            # stbi__jpeg_decode_block_prog_dc
+            if spec_end != 0:
+                return -2, pos, marker
+            if bits < 16:
+                pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+            if succ_high == 0:
+                for z in range(64):
+                    coeff[o + z] = 0
+                t, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
+                                                         comp[n, _HD], fast, size, values,
+                                                         maxcode, delta)
+                if t < 0 or t > 15:  # undefined in stb (corrupt file): an error here
+                    return -1, pos, marker
+                diff = np.int64(0)
+                if t:
+                    diff, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                                                                   marker, t, True)
+                dcpred[n] += diff
+                coeff[o] = dcpred[n] << succ_low
+            else:
+                one, pos, cb, bits, nomore, marker = _bit(buf, pos, cb, bits, nomore, marker)
+                if one:
+                    coeff[o] = np.int64(coeff[o]) + (1 << succ_low)
+        else:
+            rc, eob, pos, cb, bits, nomore, marker = _prog_ac(
+                buf, pos, cb, bits, nomore, marker, eob, coeff, o, comp[n, _HA], spec_start,
+                spec_end, succ_high, succ_low, fast, size, values, maxcode, delta, fast_ac)
+            if rc < 0:
+                return rc, pos, marker
+        if (b + 1) % per_mcu == 0:
+            todo -= 1
+            if todo <= 0:
+                if bits < 24:
+                    pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+                if not (0xD0 <= marker <= 0xD7):
+                    return 1, pos, marker  # stb stops here: corrupt data rather than none
+                # stbi__jpeg_reset
+                cb = 0
+                bits = 0
+                nomore = 0
+                marker = _NONE
+                dcpred[:] = 0
+                todo = restart if restart else np.int64(0x7FFFFFFF)
+                eob = 0
+    return 1, pos, marker
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _prog_ac(buf, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, spec_end,
+             succ_high, succ_low, fast, size, values, maxcode, delta, fast_ac):
+    """``stbi__jpeg_decode_block_prog_ac``: first AC scans and refinement scans."""
+    if succ_high == 0:
+        if eob:
+            return 1, eob - 1, pos, cb, bits, nomore, marker
+        k = spec_start
+        while k <= spec_end:
+            if bits < 16:
+                pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+            r = np.int64(fast_ac[ha, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
+            if r:
+                k += (r >> 4) & 15
+                s = r & 15
+                cb = (cb << s) & _M32
+                bits -= s
+                zig = _DEZIGZAG[k]
+                k += 1
+                coeff[o + zig] = (r >> 8) << succ_low
+            else:
+                rs, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
+                                                          ha + 4, fast, size, values, maxcode,
+                                                          delta)
+                if rs < 0:
+                    return -1, eob, pos, cb, bits, nomore, marker
+                s = rs & 15
+                r = rs >> 4
+                if s == 0:
+                    if r < 15:
+                        eob = np.int64(1) << r
+                        if r:
+                            v, pos, cb, bits, nomore, marker = _receive(
+                                buf, pos, cb, bits, nomore, marker, r, False)
+                            eob += v
+                        return 1, eob - 1, pos, cb, bits, nomore, marker
+                    k += 16
+                else:
+                    k += r
+                    zig = _DEZIGZAG[k]
+                    k += 1
+                    v, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                                                                marker, s, True)
+                    coeff[o + zig] = v << succ_low
+        return 1, eob, pos, cb, bits, nomore, marker
+    # refinement: a correction bit for each non-zero coefficient met
+    bit = np.int64(1) << succ_low
+    if eob:
+        for k in range(spec_start, spec_end + 1):
+            z = o + _DEZIGZAG[k]
+            p = np.int64(coeff[z])
+            if p != 0:
+                one, pos, cb, bits, nomore, marker = _bit(buf, pos, cb, bits, nomore, marker)
+                if one and (p & bit) == 0:
+                    coeff[z] = p + bit if p > 0 else p - bit
+        return 1, eob - 1, pos, cb, bits, nomore, marker
+    k = spec_start
+    while k <= spec_end:
+        rs, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker, ha + 4,
+                                                  fast, size, values, maxcode, delta)
+        if rs < 0:
+            return -1, eob, pos, cb, bits, nomore, marker
+        s = rs & 15
+        r = rs >> 4
+        if s == 0:
+            if r < 15:
+                eob = (np.int64(1) << r) - 1
+                if r:
+                    v, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                                                                marker, r, False)
+                    eob += v
+                r = 64  # force end of block
+        else:
+            if s != 1:
+                return -1, eob, pos, cb, bits, nomore, marker
+            one, pos, cb, bits, nomore, marker = _bit(buf, pos, cb, bits, nomore, marker)
+            s = bit if one else -bit
+        while k <= spec_end:
+            z = o + _DEZIGZAG[k]
+            k += 1
+            p = np.int64(coeff[z])
+            if p != 0:
+                one, pos, cb, bits, nomore, marker = _bit(buf, pos, cb, bits, nomore, marker)
+                if one and (p & bit) == 0:
+                    coeff[z] = p + bit if p > 0 else p - bit
+            else:
+                if r == 0:
+                    coeff[z] = s
+                    break
+                r -= 1
+    return 1, eob, pos, cb, bits, nomore, marker
+
+
+# ---------------------------------------------------------------- IDCT
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _idct_1d(s0, s1, s2, s3, s4, s5, s6, s7):
+    """stb's ``STBI__IDCT_1D`` (jidctint's islow): returns x0..x3, t0..t3."""
+    p1 = (s2 + s6) * _C0541
+    t2 = p1 + s6 * _C1847
+    t3 = p1 + s2 * _C0765
+    t0 = (s0 + s4) * 4096
+    t1 = (s0 - s4) * 4096
+    x0 = t0 + t3
+    x3 = t0 - t3
+    x1 = t1 + t2
+    x2 = t1 - t2
+    p3 = s7 + s3
+    p4 = s5 + s1
+    p1 = s7 + s1
+    p2 = s5 + s3
+    p5 = (p3 + p4) * _C1175
+    t0 = s7 * _C0298
+    t1 = s5 * _C2053
+    t2 = s3 * _C3072
+    t3 = s1 * _C1501
+    p1 = p5 + p1 * _C0899
+    p2 = p5 + p2 * _C2562
+    p3 = p3 * _C1961
+    p4 = p4 * _C0390
+    return x0, x1, x2, x3, t0 + p1 + p3, t1 + p2 + p4, t2 + p2 + p3, t3 + p1 + p4
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _clamp(x):
+    return min(max(x, 0), 255)
+
+
+@numba.njit(cache=True, nogil=True)
+def _idct_plane(coeff, coff, cw, nbx, nby, dequant, progressive, planes, off, stride):
+    """``stbi__idct_block`` on the first nbx x nby blocks of a component.
+
+    Progressive coefficients are dequantised first, as C shorts (stb's
+    ``stbi__jpeg_dequantize``).  A column with no AC term takes stb's shortcut
+    (4 x DC), which the full formula would give too.
+    """
+    d = np.empty(64, np.int64)
+    val = np.empty(64, np.int64)
+    bias = np.int64(65536 + (128 << 17))
+    for j in range(nby):
+        for i in range(nbx):
+            b0 = coff + 64 * (i + j * cw)
+            if progressive:
+                for t in range(64):
+                    d[t] = np.int16(np.int64(coeff[b0 + t]) * dequant[t])
+            else:
+                for t in range(64):
+                    d[t] = coeff[b0 + t]
+            ac = np.int64(0)
+            for t in range(1, 64):
+                ac |= d[t]
+            if ac == 0:
+                # column pass gives 4*DC in column 0 and zeros: one flat value
+                v = _clamp((d[0] * 4 * 4096 + bias) >> 17)
+                o = off + (j * 8) * stride + i * 8
+                for r in range(8):
+                    planes[o:o + 8] = v
+                    o += stride
+                continue
+            for c in range(8):
+                if (d[8 + c] == 0 and d[16 + c] == 0 and d[24 + c] == 0 and d[32 + c] == 0
+                        and d[40 + c] == 0 and d[48 + c] == 0 and d[56 + c] == 0):
+                    dc = d[c] * 4
+                    for r in range(8):
+                        val[r * 8 + c] = dc
+                    continue
+                x0, x1, x2, x3, t0, t1, t2, t3 = _idct_1d(d[c], d[8 + c], d[16 + c], d[24 + c],
+                                                          d[32 + c], d[40 + c], d[48 + c],
+                                                          d[56 + c])
+                val[c] = (x0 + 512 + t3) >> 10
+                val[56 + c] = (x0 + 512 - t3) >> 10
+                val[8 + c] = (x1 + 512 + t2) >> 10
+                val[48 + c] = (x1 + 512 - t2) >> 10
+                val[16 + c] = (x2 + 512 + t1) >> 10
+                val[40 + c] = (x2 + 512 - t1) >> 10
+                val[24 + c] = (x3 + 512 + t0) >> 10
+                val[32 + c] = (x3 + 512 - t0) >> 10
+            o0 = off + (j * 8) * stride + i * 8
+            for r in range(8):
+                v = r * 8
+                x0, x1, x2, x3, t0, t1, t2, t3 = _idct_1d(val[v], val[v + 1], val[v + 2],
+                                                          val[v + 3], val[v + 4], val[v + 5],
+                                                          val[v + 6], val[v + 7])
+                o = o0 + r * stride
+                planes[o] = _clamp((x0 + bias + t3) >> 17)
+                planes[o + 7] = _clamp((x0 + bias - t3) >> 17)
+                planes[o + 1] = _clamp((x1 + bias + t2) >> 17)
+                planes[o + 6] = _clamp((x1 + bias - t2) >> 17)
+                planes[o + 2] = _clamp((x2 + bias + t1) >> 17)
+                planes[o + 5] = _clamp((x2 + bias - t1) >> 17)
+                planes[o + 3] = _clamp((x3 + bias + t0) >> 17)
+                planes[o + 4] = _clamp((x3 + bias - t0) >> 17)
+
+
+# ---------------------------------------------------------------- output
+
+@numba.njit(cache=True, nogil=True)
+def _resample_row(planes, kind, out, near, far, w, hs):
+    """stb's ``resample_row_*`` (kind 1..4) from rows of ``planes`` into ``out``."""
+    if kind == 1:  # v_2
+        for i in range(w):
+            out[i] = (3 * np.int32(planes[near + i]) + np.int32(planes[far + i]) + 2) >> 2
+    elif kind == 2:  # h_2
+        if w == 1:
+            out[0] = planes[near]
+            out[1] = planes[near]
+            return
+        a0 = np.int32(planes[near])
+        out[0] = a0
+        out[1] = (a0 * 3 + np.int32(planes[near + 1]) + 2) >> 2
+        for i in range(1, w - 1):
+            n = 3 * np.int32(planes[near + i]) + 2
+            out[2 * i] = (n + np.int32(planes[near + i - 1])) >> 2
+            out[2 * i + 1] = (n + np.int32(planes[near + i + 1])) >> 2
+        i = w - 1
+        out[2 * i] = (np.int32(planes[near + w - 2]) * 3 + np.int32(planes[near + w - 1]) + 2) >> 2
+        out[2 * i + 1] = planes[near + w - 1]
+    elif kind == 3:  # hv_2
+        if w == 1:
+            v = (3 * np.int32(planes[near]) + np.int32(planes[far]) + 2) >> 2
+            out[0] = v
+            out[1] = v
+            return
+        t1 = 3 * np.int32(planes[near]) + np.int32(planes[far])
+        out[0] = (t1 + 2) >> 2
+        for i in range(1, w):
+            t0 = t1
+            t1 = 3 * np.int32(planes[near + i]) + np.int32(planes[far + i])
+            out[2 * i - 1] = (3 * t0 + t1 + 8) >> 4
+            out[2 * i] = (3 * t1 + t0 + 8) >> 4
+        out[2 * w - 1] = (t1 + 2) >> 2
+    else:  # generic: nearest neighbour
+        for i in range(w):
+            v = planes[near + i]
+            for j in range(hs):
+                out[i * hs + j] = v
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _blinn(x, y):
+    """``stbi__blinn_8x8``: rounded x*y/255."""
+    t = np.int64(x) * np.int64(y) + 128
+    return ((t + (t >> 8)) >> 8) & 255
+
+
+@numba.njit(cache=True, nogil=True)
+def _ycc_row(y, cb, cr, out, count):
+    """``stbi__YCbCr_to_RGB_row`` (its reduced precision, in C ints), 3 bytes a pixel."""
+    for i in range(count):
+        y_fixed = (np.int32(y[i]) << 20) + np.int32(1 << 19)
+        vr = np.int32(cr[i]) - np.int32(128)
+        vb = np.int32(cb[i]) - np.int32(128)
+        r = (y_fixed + vr * np.int32(_CR_R)) >> 20
+        g = (y_fixed - vr * np.int32(_CR_G) + ((vb * np.int32(-_CB_G)) & np.int32(-65536))) >> 20
+        b = (y_fixed + vb * np.int32(_CB_B)) >> 20
+        out[3 * i] = min(max(r, 0), 255)
+        out[3 * i + 1] = min(max(g, 0), 255)
+        out[3 * i + 2] = min(max(b, 0), 255)
+
+
+@numba.njit(cache=True, nogil=True)
+def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
+    """The resample and colour-convert loop of stb's ``load_jpeg_image`` for 3 channels.
+
+    mode: 0 YCbCr, 1 RGB (stored as is), 2 grey, 3 CMYK (Adobe transform 0),
+    4 YCCK (transform 2), 5 four components otherwise (fourth ignored).
+    """
+    out = np.empty(img_y * img_x * 3, np.uint8)
+    hs = np.empty(4, np.int64)
+    vs = np.empty(4, np.int64)
+    ystep = np.empty(4, np.int64)
+    wlo = np.empty(4, np.int64)
+    ypos = np.zeros(4, np.int64)
+    line0 = np.empty(4, np.int64)
+    line1 = np.empty(4, np.int64)
+    kind = np.empty(4, np.int64)
+    for k in range(decode_n):
+        hs[k] = hmax // comp[k, _H]
+        vs[k] = vmax // comp[k, _V]
+        ystep[k] = vs[k] >> 1
+        wlo[k] = (img_x + hs[k] - 1) // hs[k]
+        line0[k] = comp[k, _OFF]
+        line1[k] = comp[k, _OFF]
+        if hs[k] == 1 and vs[k] == 1:
+            kind[k] = 0
+        elif hs[k] == 1 and vs[k] == 2:
+            kind[k] = 1
+        elif hs[k] == 2 and vs[k] == 1:
+            kind[k] = 2
+        elif hs[k] == 2 and vs[k] == 2:
+            kind[k] = 3
+        else:
+            kind[k] = 4
+    rows = np.empty((4, img_x + 8), np.uint8)  # stb's line buffers
+    for j in range(img_y):
+        for k in range(decode_n):
+            y_bot = ystep[k] >= (vs[k] >> 1)
+            near = line1[k] if y_bot else line0[k]
+            far = line0[k] if y_bot else line1[k]
+            if kind[k] == 0:
+                rows[k, :img_x] = planes[near:near + img_x]
+            else:
+                _resample_row(planes, kind[k], rows[k], near, far, wlo[k], hs[k])
+            ystep[k] += 1
+            if ystep[k] >= vs[k]:
+                ystep[k] = 0
+                line0[k] = line1[k]
+                ypos[k] += 1
+                if ypos[k] < comp[k, _Y]:
+                    line1[k] += comp[k, _W2]
+        row = out[j * img_x * 3:(j + 1) * img_x * 3]
+        if mode == 0 or mode == 5:
+            _ycc_row(rows[0], rows[1], rows[2], row, img_x)
+        elif mode == 4:
+            _ycc_row(rows[0], rows[1], rows[2], row, img_x)
+            for i in range(img_x):
+                m = rows[3, i]
+                for ch in range(3):
+                    row[3 * i + ch] = _blinn(255 - np.int64(row[3 * i + ch]), m)
+        else:
+            for i in range(img_x):
+                if mode == 1:
+                    r, g, b = rows[0, i], rows[1, i], rows[2, i]
+                elif mode == 2:
+                    r = g = b = rows[0, i]
+                else:
+                    m = rows[3, i]
+                    r, g, b = _blinn(rows[0, i], m), _blinn(rows[1, i], m), _blinn(rows[2, i], m)
+                row[3 * i] = r
+                row[3 * i + 1] = g
+                row[3 * i + 2] = b
+    return out.reshape(img_y, img_x, 3)
+
+
+# ---------------------------------------------------------------- tables
+
+@numba.njit(cache=True, nogil=True)
+def _build_huffman(counts, t, fast, size, maxcode, delta):
+    """``stbi__build_huffman`` into row t of the tables; False on bad code lengths."""
+    code = np.zeros(257, np.int64)
+    k = 0
+    for i in range(16):
+        for _ in range(counts[i]):
+            if k >= 256:
+                return False
+            size[t, k] = i + 1
+            k += 1
+    size[t, k] = 0
+    c = 0
+    k = 0
+    for j in range(1, 17):
+        delta[t, j] = k - c
+        if size[t, k] == j:
+            while size[t, k] == j:
+                code[k] = c
+                k += 1
+                c += 1
+            if c - 1 >= (1 << j):
+                return False
+        maxcode[t, j] = c << (16 - j)
+        c <<= 1
+    maxcode[t, 17] = 0xFFFFFFFF
+    fast[t, :] = 255
+    for i in range(k):
+        s = np.int64(size[t, i])
+        if s <= _FAST_BITS:
+            cc = code[i] << (_FAST_BITS - s)
+            for j in range(1 << (_FAST_BITS - s)):
+                fast[t, cc + j] = i
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _build_fast_ac(fast_ac, th, fast, size, values):
+    """``stbi__build_fast_ac``: run, length and value of small AC codes in one lookup."""
+    t = th + 4
+    for i in range(1 << _FAST_BITS):
+        f = np.int64(fast[t, i])
+        fast_ac[th, i] = 0
+        if f < 255:
+            rs = np.int64(values[t, f])
+            run = (rs >> 4) & 15
+            magbits = rs & 15
+            ln = np.int64(size[t, f])
+            if magbits and ln + magbits <= _FAST_BITS:
+                k = ((i << ln) & ((1 << _FAST_BITS) - 1)) >> (_FAST_BITS - magbits)
+                if k < (1 << (magbits - 1)):
+                    k += (-1 << magbits) + 1
+                if -128 <= k <= 127:
+                    fast_ac[th, i] = k * 256 + run * 16 + ln + magbits
+
+
+# ---------------------------------------------------------------- markers
+
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, n: int, dtype) -> np.ndarray:
+    """A zeroed work array of n items, reused by the thread's next decode.
+
+    Fresh megabyte-sized arrays cost a page fault per 4 KiB on first touch,
+    which took as long as the decoding itself; zeroing warm memory is cheap.
+    """
+    buf = getattr(_SCRATCH, name, None)
+    if buf is None or buf.size < n:
+        buf = np.empty(max(n, 1 << 16), dtype)
+        setattr(_SCRATCH, name, buf)
+    out = buf[:n]
+    out.fill(0)
+    return out
+
+
+class _Parser:
+    """stb's ``stbi__jpeg`` state outside the entropy-coded data; bytes past the end read as 0."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.buf = np.frombuffer(data, dtype=np.uint8)
+        self.n = len(data)
+        self.pos = 0
+        self.marker = _NONE
+        self.jfif = False
+        self.app14 = -1
+        self.restart_interval = 0
+        self.dequant = np.zeros((4, 64), np.int64)
+        self.fast = np.full((8, 1 << _FAST_BITS), 255, np.uint8)
+        self.size = np.zeros((8, 257), np.uint8)
+        self.values = np.zeros((8, 256), np.uint8)
+        self.maxcode = np.zeros((8, 18), np.int64)
+        self.maxcode[:, 17] = 0xFFFFFFFF
+        self.delta = np.zeros((8, 18), np.int64)
+        self.fast_ac = np.zeros((4, 1 << _FAST_BITS), np.int16)
+
+    def get8(self) -> int:
+        if self.pos < self.n:
+            self.pos += 1
+            return self.data[self.pos - 1]
+        return 0
+
+    def get16(self) -> int:
+        return (self.get8() << 8) | self.get8()
+
+    def get_marker(self) -> int:
+        """``stbi__get_marker``: the pending marker, else 0xFF+ and the next byte, else none."""
+        if self.marker != _NONE:
+            m, self.marker = self.marker, _NONE
+            return m
+        x = self.get8()
+        if x != 0xFF:
+            return _NONE
+        while x == 0xFF:
+            x = self.get8()
+        return x
+
+    def at_eof(self) -> bool:
+        return self.pos >= self.n
+
+    def skip(self, n: int) -> None:
+        self.pos = self.n if n < 0 else min(self.pos + n, self.n)
+
+    def process_marker(self, m: int) -> None:
+        """``stbi__process_marker``: DRI, DQT, DHT, APPn and COM; anything else is an error."""
+        if m == _NONE:
+            raise JpegError("expected marker")
+        if m == 0xDD:
+            if self.get16() != 4:
+                raise JpegError("bad DRI len")
+            self.restart_interval = self.get16()
+        elif m == 0xDB:
+            self._dqt()
+        elif m == 0xC4:
+            self._dht()
+        elif 0xE0 <= m <= 0xEF or m == 0xFE:
+            self._app(m)
+        else:
+            raise JpegError("unknown marker")
+
+    def _dqt(self) -> None:
+        length = self.get16() - 2
+        while length > 0:
+            q = self.get8()
+            p, t = q >> 4, q & 15
+            if p not in (0, 1):
+                raise JpegError("bad DQT type")
+            if t > 3:
+                raise JpegError("bad DQT table")
+            n = 128 if p else 64
+            raw = np.zeros(n, np.int64)
+            got = self.buf[self.pos:self.pos + n]  # bytes past the end read as 0
+            raw[:len(got)] = got
+            self.pos = min(self.pos + n, self.n)
+            self.dequant[t, _DEZIGZAG[:64]] = raw[0::2] * 256 + raw[1::2] if p else raw
+            length -= 129 if p else 65
+        if length != 0:
+            raise JpegError("bad DQT len")
+
+    def _dht(self) -> None:
+        length = self.get16() - 2
+        while length > 0:
+            q = self.get8()
+            tc, th = q >> 4, q & 15
+            if tc > 1 or th > 3:
+                raise JpegError("bad DHT header")
+            counts = np.zeros(16, np.int64)
+            got = self.buf[self.pos:self.pos + 16]
+            counts[:len(got)] = got
+            self.pos = min(self.pos + 16, self.n)
+            length -= 17
+            t = th + 4 * tc
+            if not _build_huffman(counts, t, self.fast, self.size, self.maxcode, self.delta):
+                raise JpegError("bad code lengths")
+            n = int(counts.sum())
+            vals = self.buf[self.pos:self.pos + n]
+            self.values[t, :len(vals)] = vals
+            self.values[t, len(vals):n] = 0
+            self.pos = min(self.pos + n, self.n)
+            if tc:
+                _build_fast_ac(self.fast_ac, th, self.fast, self.size, self.values)
+            length -= n
+        if length != 0:
+            raise JpegError("bad DHT len")
+
+    def _app(self, m: int) -> None:
+        length = self.get16()
+        if length < 2:
+            raise JpegError("bad COM len" if m == 0xFE else "bad APP len")
+        length -= 2
+        if m == 0xE0 and length >= 5:
+            tag = bytes(self.get8() for _ in range(5))
+            length -= 5
+            if tag == b"JFIF\0":
+                self.jfif = True
+        elif m == 0xEE and length >= 12:
+            tag = bytes(self.get8() for _ in range(6))
+            length -= 6
+            if tag == b"Adobe\0":
+                self.get8()  # version
+                self.get16()  # flags0
+                self.get16()  # flags1
+                self.app14 = self.get8()
+                length -= 6
+        self.skip(length)
+
+    def frame_header(self, progressive: bool) -> None:
+        """``stbi__process_frame_header``: sizes, components and their buffers."""
+        lf = self.get16()
+        if lf < 11:
+            raise JpegError("bad SOF len")
+        if self.get8() != 8:
+            raise JpegError("only 8-bit")
+        self.img_y = self.get16()
+        if self.img_y == 0:
+            raise JpegError("no header height")
+        self.img_x = self.get16()
+        if self.img_x == 0:
+            raise JpegError("0 width")
+        c = self.get8()
+        if c not in (1, 3, 4):
+            raise JpegError("bad component count")
+        self.img_n = c
+        if lf != 8 + 3 * c:
+            raise JpegError("bad SOF len")
+        comp = np.zeros((4, 13), np.int64)
+        self.ids = []
+        for i in range(c):
+            self.ids.append(self.get8())
+            q = self.get8()
+            comp[i, _H], comp[i, _V] = q >> 4, q & 15
+            if not 1 <= comp[i, _H] <= 4:
+                raise JpegError("bad H")
+            if not 1 <= comp[i, _V] <= 4:
+                raise JpegError("bad V")
+            comp[i, _TQ] = self.get8()
+            if comp[i, _TQ] > 3:
+                raise JpegError("bad TQ")
+        self.rgb = c == 3 and self.ids == [ord("R"), ord("G"), ord("B")]
+        if self.img_x * self.img_y * c > 0x7FFFFFFF:
+            raise JpegError("too large")
+        self.progressive = progressive
+        self.hmax = int(comp[:c, _H].max())
+        self.vmax = int(comp[:c, _V].max())
+        self.mcu_x = (self.img_x + 8 * self.hmax - 1) // (8 * self.hmax)
+        self.mcu_y = (self.img_y + 8 * self.vmax - 1) // (8 * self.vmax)
+        off = coff = 0
+        for i in range(c):
+            comp[i, _X] = (self.img_x * comp[i, _H] + self.hmax - 1) // self.hmax
+            comp[i, _Y] = (self.img_y * comp[i, _V] + self.vmax - 1) // self.vmax
+            comp[i, _W2] = self.mcu_x * comp[i, _H] * 8
+            comp[i, _H2] = self.mcu_y * comp[i, _V] * 8
+            comp[i, _OFF] = off
+            off += comp[i, _W2] * comp[i, _H2]
+            comp[i, _CW] = comp[i, _W2] // 8
+            comp[i, _COFF] = coff
+            coff += comp[i, _W2] * comp[i, _H2]
+        self.comp = comp
+        # stb mallocs these (uninitialised); zeros make the never-written parts of a
+        # corrupt or scan-less file deterministic
+        self.planes = _scratch("planes", off, np.uint8)
+        self.coeff = _scratch("coeff", coff, np.int16)
+
+    def scan_header(self) -> tuple[np.ndarray, int, np.ndarray]:
+        """``stbi__process_scan_header``: the components of a scan and its spectral selection."""
+        ls = self.get16()
+        scan_n = self.get8()
+        if not 1 <= scan_n <= min(4, self.img_n):
+            raise JpegError("bad SOS component count")
+        if ls != 6 + 2 * scan_n:
+            raise JpegError("bad SOS len")
+        order = np.zeros(4, np.int64)
+        for i in range(scan_n):
+            cid, q = self.get8(), self.get8()
+            if cid not in self.ids:
+                raise JpegError("bad SOS component id")
+            which = self.ids.index(cid)
+            self.comp[which, _HD], self.comp[which, _HA] = q >> 4, q & 15
+            if q >> 4 > 3:
+                raise JpegError("bad DC huff")
+            if q & 15 > 3:
+                raise JpegError("bad AC huff")
+            order[i] = which
+        spec = np.array([self.get8(), self.get8(), 0, 0], np.int64)
+        aa = self.get8()
+        spec[2], spec[3] = aa >> 4, aa & 15
+        if self.progressive:
+            if spec[0] > 63 or spec[1] > 63 or spec[0] > spec[1] or spec[2] > 13 or spec[3] > 13:
+                raise JpegError("bad SOS")
+        else:
+            if spec[0] != 0 or spec[2] != 0 or spec[3] != 0:
+                raise JpegError("bad SOS")
+            spec[1] = 63
+        return order, scan_n, spec
+
+    def scan(self) -> None:
+        """Decode one scan's entropy-coded data, then find the marker that follows it."""
+        order, scan_n, spec = self.scan_header()
+        bcomp, boff, per_mcu = _block_list(self.comp, order, scan_n, self.mcu_x, self.mcu_y)
+        rc, pos, marker = _scan(self.buf, self.pos, self.restart_interval, self.progressive, spec,
+                                bcomp, boff, per_mcu, self.comp, self.coeff, self.fast,
+                                self.size, self.values, self.maxcode, self.delta, self.fast_ac,
+                                self.dequant)
+        if rc < 0:
+            raise JpegError(_ERRORS[rc])
+        self.pos = int(pos)
+        self.marker = int(marker)
+        if self.marker == _NONE:
+            # stb skips junk (e.g. zeros) after the data up to the next 0xFF
+            i = self.data.find(b"\xff", self.pos)
+            if i < 0:
+                self.pos = self.n
+            else:
+                self.pos = i + 1
+                self.marker = self.get8()
+
+    def idct(self) -> None:
+        """IDCT every component: stb does baseline blocks as they are decoded (all of
+        them, MCU padding included) and progressive ones at the end (``stbi__jpeg_finish``:
+        the component's own blocks only)."""
+        c = self.comp
+        for n in range(self.img_n):
+            if self.progressive:
+                nbx, nby = (c[n, _X] + 7) >> 3, (c[n, _Y] + 7) >> 3
+            else:
+                nbx, nby = c[n, _W2] >> 3, c[n, _H2] >> 3
+            _idct_plane(self.coeff, c[n, _COFF], c[n, _CW], nbx, nby, self.dequant[c[n, _TQ]],
+                        self.progressive, self.planes, c[n, _OFF], c[n, _W2])
+
+    def color_mode(self) -> tuple[int, int]:
+        """What ``load_jpeg_image`` does with the components for 3 output channels."""
+        if self.img_n == 1:
+            return 2, 1
+        if self.img_n == 3:
+            is_rgb = self.rgb or (self.app14 == 0 and not self.jfif)
+            return (1 if is_rgb else 0), 3
+        return {0: 3, 2: 4}.get(self.app14, 5), 4
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """Decode a JPEG file's bytes as ``stbi_load(..., 3)``: HxWx3 uint8 RGB.
+
+    Raises ``JpegError`` with stb's failure reason where stb returns NULL.
+    """
+    p = _Parser(bytes(data))
+    if p.get_marker() != 0xD8:
+        raise JpegError("no SOI")
+    m = p.get_marker()
+    while m not in (0xC0, 0xC1, 0xC2):
+        p.process_marker(m)
+        m = p.get_marker()
+        while m == _NONE:
+            if p.at_eof():
+                raise JpegError("no SOF")
+            m = p.get_marker()
+    p.frame_header(progressive=m == 0xC2)
+    m = p.get_marker()
+    while m != 0xD9:
+        if m == 0xDA:
+            p.scan()
+        elif m == 0xDC:
+            ld, nl = p.get16(), p.get16()
+            if ld != 4:
+                raise JpegError("bad DNL len")
+            if nl != p.img_y:
+                raise JpegError("bad DNL height")
+        else:
+            p.process_marker(m)
+        m = p.get_marker()
+    p.idct()
+    mode, decode_n = p.color_mode()
+    return _to_rgb(p.planes, p.comp, decode_n, p.img_x, p.img_y, p.hmax, p.vmax, mode)
