@@ -1,0 +1,74 @@
+"""``classify``: Darknet's ``classifier predict`` (letterbox, forward, tree, top_k, its lines).
+
+The acceptance check runs pjreddie's Tiny Darknet (real ImageNet weights from ``../shared/real``)
+on the PNG photos and compares with the lines Darknet printed for them, exactly.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from pydarknet.classify import Prediction, classify, classify_tensor, top_k
+from pydarknet.data import read_names
+from pydarknet.network import Darknet
+from pydarknet.tree import read_tree
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
+TINY = REAL / "tiny"
+PHOTOS = sorted((REAL / "photos").glob("*.png"))
+needs_real = pytest.mark.skipif(not (TINY / "tiny.weights").is_file() or not PHOTOS,
+                                reason="../shared/real (Tiny Darknet weights, photos) not present: third-party data")
+
+
+def test_top_k_is_darknets_order():
+    v = torch.tensor([.1, .5, .2, .5, float("nan"), .5, 0.])
+    assert top_k(v, 3) == [1, 3, 5]            # ties: the lower index first
+    assert top_k(v, 5) == [1, 3, 5, 2, 0]
+    assert top_k(v, 100)[-1] == 4              # a NaN never wins
+    assert top_k(v, 0) == []
+
+
+def test_darknet_line_formats_the_float_product():
+    assert Prediction(3, "malamute", .14176).darknet_line() == "14.18%: malamute"
+    assert Prediction(3, None, .0229).darknet_line() == " 2.29%: 3"
+
+
+def test_tree_networks_rank_leaves_by_absolute_probability(tmp_path):
+    # root group {a, b}; b's children {c, d}: internal node b is zeroed, c = .6*.9
+    (tmp_path / "t.tree").write_text("a -1\nb -1\nc 1\nd 1\n")
+    tree = read_tree(tmp_path / "t.tree")
+    net = SimpleNamespace(layers=[SimpleNamespace(kind="softmax", tree=tree)], names=list("abcd"))
+    out = classify_tensor(net, torch.tensor([.4, .6, .9, .1]), top=4)
+    assert [p.name for p in out] == ["c", "a", "d", "b"]
+    assert out[0].prob == pytest.approx(.54) and out[3].prob == 0
+
+
+def _tiny(exact: bool) -> Darknet:
+    net = Darknet(TINY / "tiny.cfg", exact=exact)
+    net.load_weights(TINY / "tiny.weights")
+    net.names = read_names(TINY / "imagenet.shortnames.list")
+    return net.eval()
+
+
+def _golden(photo: Path) -> list[str]:
+    return (REAL / "golden" / "pj_tiny" / f"{photo.name}.txt").read_text().splitlines()
+
+
+@needs_real
+def test_tiny_darknet_fast_mode_prints_darknets_lines():
+    net = _tiny(exact=False)
+    photo = PHOTOS[0]
+    assert [p.darknet_line() for p in classify(net, photo)] == _golden(photo)
+    first = classify(net, photo, top=1)[0]
+    assert first.class_id == net.names.index(first.name)
+
+
+@needs_real
+@pytest.mark.slow
+@pytest.mark.parametrize("photo", PHOTOS, ids=[p.name for p in PHOTOS])
+def test_tiny_darknet_matches_darknet_line_for_line(photo):
+    net = _tiny(exact=True)
+    assert [p.darknet_line() for p in classify(net, photo)] == _golden(photo)
