@@ -72,3 +72,26 @@ def test_tiny_darknet_fast_mode_prints_darknets_lines():
 def test_tiny_darknet_matches_darknet_line_for_line(photo):
     net = _tiny(exact=True)
     assert [p.darknet_line() for p in classify(net, photo)] == _golden(photo)
+
+
+@needs_real
+def test_classifier_predict_command_prints_lines_and_json(tmp_path, capsys):
+    from pydarknet.commands import main as pydarknet_main
+    from pydarknet.commands.classify import main as classify_main
+    data = tmp_path / "tiny.data"
+    data.write_text(f"classes=1000\nlabels = {TINY / 'imagenet.shortnames.list'}\ntop=3\n")
+    photo = PHOTOS[0]
+    rc = pydarknet_main(["classifier", "predict", str(data), str(TINY / "tiny.cfg"), str(TINY / "tiny.weights"),
+                         str(photo), "--fast", "-q"])
+    assert rc == 0
+    assert capsys.readouterr().out.splitlines() == _golden(photo)[:3]     # labels= when names= is absent
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a picture")
+    rc = classify_main([str(TINY / "tiny.cfg"), str(TINY / "tiny.weights"), str(photo), str(bad), "--json",
+                        "--names", str(TINY / "imagenet.shortnames.list"), "--top", "1", "--fast", "-q"])
+    captured = capsys.readouterr()
+    assert rc == 1 and f"cannot read image {bad}" in captured.err
+    import json
+    rows = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["image"] for r in rows] == [str(photo)]
+    assert rows[0]["predictions"][0]["name"] + "" == _golden(photo)[0].split(": ", 1)[1]
