@@ -34,6 +34,7 @@ DETECTOR = {
 }
 CLASSIFIER = {
     "predict": ("classify", "classifier_predict", "DATA CFG WEIGHTS IMAGE...: top-k classes per picture"),
+    "valid": ("valid_classifier", "main", "DATA CFG WEIGHTS: top-1 / top-k over the valid= list"),
 }
 GROUPS = {"detector": DETECTOR, "classifier": CLASSIFIER}
 
