@@ -105,3 +105,14 @@ def test_dataset_samples_are_letterboxed_truth_rows(tmp_path):
     image, truth = ds[1]
     assert image.shape == (3, 64, 64) and int(truth.argmax()) == 7
     assert (ds.low, ds.high) == (128, 448)      # min_crop/max_crop of the cfg
+
+
+def test_stopbackward_freezes_the_layers_up_to_it():
+    text = ("[net]\nbatch=2\nwidth=4\nheight=4\nchannels=3\nlearning_rate=0.1\ndecay=0\nmomentum=0\n"
+            "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=leaky\nstopbackward=1\n"
+            "[convolutional]\nfilters=2\nsize=1\nactivation=linear\n[avgpool]\n[softmax]\n")
+    from pydarknet.train import Trainer
+    net = Darknet("s.cfg", text=text)
+    frozen, head = net.layers[0].weight.detach().clone(), net.layers[1].weight.detach().clone()
+    Trainer(net).step(torch.rand(2, 3, 4, 4), torch.tensor([[1., 0.], [0., 1.]]))
+    assert torch.equal(net.layers[0].weight, frozen) and not torch.equal(net.layers[1].weight, head)

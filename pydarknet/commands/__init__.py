@@ -34,6 +34,7 @@ DETECTOR = {
 }
 CLASSIFIER = {
     "predict": ("classify", "classifier_predict", "DATA CFG WEIGHTS IMAGE...: top-k classes per picture"),
+    "train": ("train_classifier", "main", "DATA CFG [WEIGHTS]: Darknet's classifier training loop"),
     "valid": ("valid_classifier", "main", "DATA CFG WEIGHTS: top-1 / top-k over the valid= list"),
 }
 GROUPS = {"detector": DETECTOR, "classifier": CLASSIFIER}
