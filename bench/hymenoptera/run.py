@@ -48,8 +48,10 @@ def main() -> int:
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
     ap.add_argument("--work", default=str(HERE / "work"))
     ap.add_argument("--threads", type=int, help="torch CPU threads")
+    ap.add_argument("--cfg", default=str(CFG), help="the fine-tuning cfg (default tiny-hymenoptera.cfg)")
+    ap.add_argument("--results", default=str(HERE / "results.json"))
     args = ap.parse_args()
-    shared, work = Path(args.shared), Path(args.work)
+    shared, work, cfg = Path(args.shared), Path(args.work), Path(args.cfg)
     work.mkdir(parents=True, exist_ok=True)
     data = write_data(shared, work)
     tiny = shared / "real" / "tiny"
@@ -57,19 +59,19 @@ def main() -> int:
     assert pydarknet(["partial", str(tiny / "tiny.cfg"), str(tiny / "tiny.weights"), str(conv), "19"]) == 0
     extra = ["--threads", str(args.threads)] if args.threads else []
     start = time.perf_counter()
-    rc = pydarknet(["classifier", "train", str(data), str(CFG), str(conv), "--seed", "1", "--no-progress", "-q",
+    rc = pydarknet(["classifier", "train", str(data), str(cfg), str(conv), "--seed", "1", "--no-progress", "-q",
                     *extra])
     train_seconds = time.perf_counter() - start
     if rc != 0:
         return rc
-    final = work / "backup" / "tiny-hymenoptera_final.weights"
+    final = work / "backup" / f"{cfg.stem}_final.weights"
     summary = work / "valid.json"
-    assert pydarknet(["classifier", "valid", str(data), str(CFG), str(final), "--out", str(summary), "-q"]) in (0, 1)
+    assert pydarknet(["classifier", "valid", str(data), str(cfg), str(final), "--out", str(summary), "-q"]) in (0, 1)
     valid = json.loads(summary.read_text())
     from pydarknet.network import Darknet
-    net = Darknet(CFG)
+    net = Darknet(cfg)
     images = net.options.max_batches * net.options.batch
-    train_count = len((work / "train.list").read_text().split())
+    train_count = len((work / "train.list").read_text().splitlines())
     import torch
     results = {
         "top1": valid["top1"], "valid_images": valid["images"], "train_images": train_count,
@@ -77,15 +79,16 @@ def main() -> int:
         "epochs": round(images / train_count, 2), "iterations": net.options.max_batches,
         "batch": net.options.batch, "input": net.width, "learning_rate": net.options.learning_rate,
         "valid_seconds": round(valid["seconds"], 1), "torch_threads": torch.get_num_threads(),
-        "command": "python bench/hymenoptera/run.py" + (f" --threads {args.threads}" if args.threads else ""),
+        "command": "python bench/hymenoptera/run.py" + (f" --threads {args.threads}" if args.threads else "")
+                   + (f" --cfg bench/hymenoptera/{cfg.name} --results bench/hymenoptera/{Path(args.results).name}"
+                      if cfg != CFG else ""),
         "steps": ["pydarknet partial tiny.cfg tiny.weights tiny.conv.19 19",
-                  "pydarknet classifier train hymenoptera.data bench/hymenoptera/tiny-hymenoptera.cfg tiny.conv.19 "
-                  "--seed 1",
-                  "pydarknet classifier valid hymenoptera.data bench/hymenoptera/tiny-hymenoptera.cfg "
-                  "backup/tiny-hymenoptera_final.weights"],
+                  f"pydarknet classifier train hymenoptera.data bench/hymenoptera/{cfg.name} tiny.conv.19 --seed 1",
+                  f"pydarknet classifier valid hymenoptera.data bench/hymenoptera/{cfg.name} "
+                  f"backup/{cfg.stem}_final.weights"],
         "machine": "2 CPU cores shared with other jobs (load average ~14 during the run), no GPU",
     }
-    (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    Path(args.results).write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(results, indent=1))
     return 0
 
