@@ -221,7 +221,9 @@ class Darknet(nn.Module):
         outputs: list[torch.Tensor | None] = []
         for i, layer in enumerate(self.layers):
             ins = [x if j < 0 else outputs[j] for j in layer.sources]
-            outputs.append(layer(*ins))
+            out = layer(*ins)
+            # stopbackward=1: Darknet's backward_network stops before this layer (fine-tuning a head)
+            outputs.append(out.detach() if layer.stopbackward and self.training else out)
             if not keep:
                 for j in layer.sources:
                     if j >= 0 and self._last_use[j] == i:

@@ -1,7 +1,9 @@
 """The ``pydarknet`` command: Darknet's verbs and argument order.
 
     pydarknet detector test|train|valid|map DATA CFG [WEIGHTS] [IMAGE...]
+    pydarknet classifier predict|train|valid DATA CFG [WEIGHTS] [IMAGE...]
     pydarknet detect CFG WEIGHTS IMAGE...
+    pydarknet classify CFG WEIGHTS IMAGE...
     pydarknet partial CFG WEIGHTS OUT N
     pydarknet convert | anchors | voc_label | demo | download ...
 
@@ -16,6 +18,7 @@ import sys
 # verb -> (module, function, what it does); "detector"/"classifier" take a sub-verb
 VERBS = {
     "detect": ("detect", "main", "detect objects: CFG WEIGHTS IMAGE... (Darknet's `detect`)"),
+    "classify": ("classify", "main", "classify pictures: CFG WEIGHTS IMAGE... (top-k lines)"),
     "partial": ("partial", "main", "the first N layers' weights with seen = 0: CFG WEIGHTS OUT N"),
     "convert": ("convert", "main", ".weights <-> .pt <-> .safetensors, ONNX export"),
     "anchors": ("anchors", "main", "k-means (1 - IoU) anchors from a dataset"),
@@ -30,7 +33,12 @@ DETECTOR = {
     "map": ("map", "detector_map", "DATA [CFG WEIGHTS]: VOC mAP (runs valid first with a model)"),
     "recall": ("map", "detector_map", "DATA [CFG WEIGHTS]: Darknet's recall (printed with the mAP)"),
 }
-GROUPS = {"detector": DETECTOR}
+CLASSIFIER = {
+    "predict": ("classify", "classifier_predict", "DATA CFG WEIGHTS IMAGE...: top-k classes per picture"),
+    "train": ("train_classifier", "main", "DATA CFG [WEIGHTS]: Darknet's classifier training loop"),
+    "valid": ("valid_classifier", "main", "DATA CFG WEIGHTS: top-1 / top-k over the valid= list"),
+}
+GROUPS = {"detector": DETECTOR, "classifier": CLASSIFIER}
 
 
 def _usage() -> str:

@@ -79,17 +79,18 @@ def _device(args) -> str:
     return args.device
 
 
-def train_here(args) -> int:
-    """Train in this process (alone, or as one of torchrun's)."""
+def train_here(args, train=train_detector, **config) -> int:
+    """Train in this process (alone, or as one of torchrun's) with ``train`` (a TrainConfig ->
+    TrainResult function; ``config`` adds TrainConfig fields)."""
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
     config = TrainConfig(data=args.data, cfg=args.cfg, weights=args.weights, clear=args.clear,
                          max_batches=args.max_batches, backup=args.backup, workers=args.workers, seed=args.seed,
                          progress=not args.no_progress, checkpoint_every=args.checkpoint_every, exact=args.exact,
-                         device=_device(args))
+                         device=_device(args), **config)
     try:
-        result = train_detector(config)
+        result = train(config)
     except USER_ERRORS as e:
         return fail(e, 2)
     except TrainingError as e:
@@ -102,8 +103,8 @@ def train_here(args) -> int:
     return 130 if result.interrupted else 0
 
 
-def launch(args, argv: list[str], world: int) -> int:
-    """Start torchrun with ``world`` processes running this command without --procs/--gpus."""
+def launch(args, argv: list[str], world: int, module: str = "pydarknet.commands.train") -> int:
+    """Start torchrun with ``world`` processes running ``module``'s command without --procs/--gpus."""
     rest = _without_launch_options(argv)
     env = dict(os.environ)
     if args.gpus:
@@ -111,7 +112,7 @@ def launch(args, argv: list[str], world: int) -> int:
     with tempfile.TemporaryDirectory() as status:
         env[_STATUS_DIR] = status
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
-               "-m", "pydarknet.commands.train", *rest]
+               "-m", module, *rest]
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)   # the processes handle Ctrl-C themselves
         try:
             code = subprocess.run(cmd, env=env).returncode
