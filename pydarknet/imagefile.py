@@ -154,8 +154,14 @@ def _gif(data: bytes) -> np.ndarray:
 
 def _tga(data: bytes) -> np.ndarray:
     """TGA (stb tests it last): Pillow's pixels, alpha dropped, grey and palette expanded."""
-    im = _pillow(data, "TGA")
-    if im.format != "TGA":
-        raise DecodeError("unknown image type (stb_image reads JPEG, PNG, BMP, GIF, PSD, PIC, PNM, "
+    unknown = DecodeError("unknown image type (stb_image reads JPEG, PNG, BMP, GIF, PSD, PIC, PNM, "
                           "HDR and TGA; decoder='opencv' reads more)")
+    try:
+        im = _pillow(data, "TGA")
+    except DecodeError as e:
+        if "Pillow can decode" in str(e):  # not a TGA either: stb's "unknown image type"
+            raise unknown from None
+        raise
+    if im.format != "TGA":
+        raise unknown
     return np.asarray(im.convert("RGB"))

@@ -49,6 +49,8 @@ def _shared_manifest() -> dict:
 
 @pytest.mark.parametrize("name", sorted(n for n, e in OURS.items() if "sha256_rgb" in e))
 def test_our_pictures_decode_as_stb(name):
+    if name.endswith((".gif", ".tga")):
+        pytest.importorskip("PIL", reason="GIF and TGA files are decoded with Pillow")
     entry = OURS[name]
     img = image.load_image(PICTURES / name)
     assert list(img.shape[1:]) == entry["shape"][:2]
