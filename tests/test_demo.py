@@ -54,7 +54,7 @@ def test_readme_main_command_runs_offline(tmp_path):
     r = subprocess.run([sys.executable, str(REPO / "tools" / "demo.py"), "--seed", "7"], cwd=tmp_path,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "demo_scene.jpg").is_file() and (tmp_path / "predictions.jpg").is_file()
+    assert (tmp_path / "demo_scene.png").is_file() and (tmp_path / "predictions.jpg").is_file()
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("generated demo_scene.jpg (seed 7)")
+    assert lines[0].startswith("generated demo_scene.png (seed 7)")
     assert any(line.split(":")[0] in CLASSES and line.endswith("%") for line in lines[2:])

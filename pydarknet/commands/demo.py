@@ -4,7 +4,7 @@
     python tools/demo.py [IMAGE...]
 
 Without IMAGE it draws a new scene (circles, squares, triangles on a random background)
-into demo_scene.jpg, detects the shapes and writes predictions.jpg; nothing is downloaded.
+into demo_scene.png, detects the shapes and writes predictions.jpg; nothing is downloaded.
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def main(argv=None, prog: str = "demo.py") -> int:
     if not images:
         seed = args.seed if args.seed is not None else int(time.time() * 1000) % 2**31
         pixels, boxes = make_scene(np.random.default_rng(seed))
-        scene = Path("demo_scene.jpg")
-        cv2.imwrite(str(scene), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        scene = Path("demo_scene.png")
+        cv2.imwrite(str(scene), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
         print(f"generated {scene} (seed {seed}) with {len(boxes)} shapes: "
               + ", ".join(CLASSES[b[0]] for b in boxes))
         images = [str(scene)]
