@@ -34,8 +34,8 @@ from .distributed import DataParallelTrainer, init_replicas
 from .engine import Hook, LogLines
 from .image import letterbox, load_image
 from .labels import classifier_truths
-from .trainloop import (TrainConfig, TrainResult, _describe_loader_failure, _report_skipped, _say_and_err,
-                        _shutdown, prepare_network, run_engine, standard_hooks)
+from .trainloop import (TrainConfig, TrainResult, describe_loader_failure, report_skipped, say_and_err,
+                        shutdown_loader, prepare_network, run_engine, standard_hooks)
 
 __all__ = ["ClassificationDataset", "train_classifier", "usable_pictures"]
 
@@ -144,7 +144,7 @@ def train_classifier(cfg: TrainConfig, out=None) -> TrainResult:
     ``max_batches``)."""
     replicas = init_replicas(cfg.device)
     try:
-        say, err = _say_and_err(out, replicas.main)
+        say, err = say_and_err(out, replicas.main)
         data = ClassifierData.from_file(cfg.data)
         backup = Path(cfg.backup or data.backup)
         backup.mkdir(parents=True, exist_ok=True)
@@ -178,10 +178,10 @@ def train_classifier(cfg: TrainConfig, out=None) -> TrainResult:
         hooks.append(_EpochWeights(checkpoints, base, len(paths), int(net.seen)))
         try:
             result = run_engine(trainer, loader, hooks, checkpoints, cfg, replicas, say, err,
-                                _describe_loader_failure)
+                                describe_loader_failure)
         finally:
-            _shutdown(loader)
-        _report_skipped(loader, replicas, torch.device(cfg.device), err)
+            shutdown_loader(loader)
+        report_skipped(loader, replicas, torch.device(cfg.device), err)
         result.skipped = loader.skipped
         return result
     finally:

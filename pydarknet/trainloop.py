@@ -52,7 +52,7 @@ from .network import Darknet
 from .train import TrainingError  # noqa: F401  (raised through the engine; re-exported)
 
 __all__ = ["TrainConfig", "TrainResult", "train_detector", "scan_samples", "prepare_network", "standard_hooks",
-           "run_engine"]
+           "run_engine", "say_and_err", "describe_loader_failure", "report_skipped", "shutdown_loader"]
 
 
 @dataclass
@@ -103,7 +103,7 @@ class _Announce(Hook):
             engine.say(f"{self.schedule.size(k)[0]}")
 
 
-def _describe_loader_failure(e: BaseException, loading: bool) -> str | None:
+def describe_loader_failure(e: BaseException, loading: bool) -> str | None:
     """What an exception met during training means, or None to let it through as it is:
     a worker process of the data loader died, or (while loading a batch) loading failed."""
     if isinstance(e, DataError):
@@ -185,7 +185,7 @@ def standard_hooks(cfg: TrainConfig, backup: Path, base: str, main: bool) -> tup
     return hooks, checkpoints
 
 
-def _say_and_err(out, main: bool):
+def say_and_err(out, main: bool):
     if out is None:
         def out(line):
             print(line, flush=True)
@@ -213,7 +213,7 @@ def _detection_data(cfg: TrainConfig, net: Darknet, replicas: Replicas, seed, st
     return DetectionLoader(dataset, sampler, num_workers=cfg.workers, multiprocessing_context=context), schedule
 
 
-def _shutdown(loader: DetectionLoader) -> None:
+def shutdown_loader(loader: DetectionLoader) -> None:
     """Stop the loader's worker processes now rather than at garbage collection."""
     it = getattr(loader.loader, "_iterator", None)
     if it is not None and hasattr(it, "_shutdown_workers"):
@@ -223,7 +223,7 @@ def _shutdown(loader: DetectionLoader) -> None:
             pass
 
 
-def _report_skipped(loader, replicas: Replicas, device, err) -> None:
+def report_skipped(loader, replicas: Replicas, device, err) -> None:
     total = replicas.total(loader.skipped, device)
     if total:
         files = sorted(loader.bad_samples)
@@ -259,7 +259,7 @@ def train_detector(cfg: TrainConfig, out=None) -> TrainResult:
 
 
 def _train(cfg: TrainConfig, out, replicas: Replicas) -> TrainResult:
-    say, err = _say_and_err(out, replicas.main)
+    say, err = say_and_err(out, replicas.main)
     data = DataConfig.from_file(cfg.data)
     backup = Path(cfg.backup or data.backup)
     backup.mkdir(parents=True, exist_ok=True)
@@ -281,9 +281,9 @@ def _train(cfg: TrainConfig, out, replicas: Replicas) -> TrainResult:
     hooks, checkpoints = standard_hooks(cfg, backup, base, replicas.main)
     try:
         result = run_engine(trainer, loader, [_Announce(schedule)] + hooks, checkpoints, cfg, replicas, say, err,
-                            _describe_loader_failure)
+                            describe_loader_failure)
     finally:
-        _shutdown(loader)
-    _report_skipped(loader, replicas, torch.device(cfg.device), err)
+        shutdown_loader(loader)
+    report_skipped(loader, replicas, torch.device(cfg.device), err)
     result.skipped = loader.skipped
     return result
