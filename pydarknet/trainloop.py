@@ -137,6 +137,7 @@ class TrainConfig:
     exact: bool = False                   # Darknet-order batch-norm sums (slower, loss within 1e-6)
     augment: bool = True                  # Darknet's jitter/colour/flip; False: letterboxed as is
     extra: dict = field(default_factory=dict)
+    on_iteration: object = None           # on_iteration(batch_num, net) after each iteration (may cut max_batches)
 
 
 @dataclass
@@ -617,6 +618,8 @@ def _train(cfg: TrainConfig, out, rank: int, world: int) -> TrainResult:
                     _plot_loss(log_path, backup / f"{base}_loss.png")
             if numbered_due:
                 save(f"{base}_{i}.weights")
+            if cfg.on_iteration is not None:
+                cfg.on_iteration(i, net)
             k += 1
             if stop_all:
                 stop.requested = True
