@@ -148,12 +148,15 @@ class _Monitor:
             return
         r = self.recipe
         per_batch = (now - self.t0 - self.eval_seconds) / (i - self.i0)
-        evals_left = max(10 - self.evals, 1)
-        per_eval = self.eval_seconds / self.evals if self.evals else 10 * per_batch
+        # the evaluations still to come (at 50, 60, ..., 100 % of the run): measured, else guessed
+        # as a forward pass (a third of a training step) over the held-out pictures
+        per_eval = self.eval_seconds / self.evals if self.evals else \
+            per_batch * max(len(self.holdout) / r.batch, 1) / 3
+        left = self.deadline - time.monotonic()
         before = r.max_batches
-        fit_to_time(r, i, per_batch, self.deadline - time.monotonic() - evals_left * per_eval)
+        fit_to_time(r, i, per_batch, left - min(max(6 - self.evals, 1) * per_eval, left / 4))
         if r.max_batches != before:
-            net.options.max_batches, net.options.steps = r.max_batches, list(r.steps)
+            net.options.max_batches, net.options.steps, net.options.burn_in = r.max_batches, list(r.steps), r.burn_in
             self.cfg_path.write_text(write_cfg(self.base_text, r))
             if before - r.max_batches >= max(before // 20, 1) or r.max_batches <= i:
                 self.say(f"time budget: {r.max_batches} iterations instead of {before} ({per_batch:.2f} s an "

@@ -12,7 +12,7 @@ Darknet user would otherwise tune by hand for each dataset, each with a one-line
   160..416;
 * the anchors: YOLOv2's k-means (1 - IoU) of the training boxes, in cells of that size;
 * the schedule: a number of epochs over the training pictures (``max_batches``), Darknet's
-  ``burn_in`` (about a tenth of the run) and ``steps`` at 80 % and 90 % (scales .1, .1);
+  ``burn_in`` (a twentieth of the run: the head starts from scratch, the backbone does not) and ``steps`` at 80 % and 90 % (scales .1, .1);
   :func:`fit_to_time` shortens it when the measured speed cannot finish it in the time given;
 * augmentation: Darknet's (jitter .2, hue .1, saturation and exposure 1.5, flips), single scale
   (``random=0``: multi-scale's 320..608 pictures cost 4-14 times a small input);
@@ -97,7 +97,7 @@ def schedule(n_train: int, batch: int = BATCH, epochs: float = EPOCHS) -> tuple[
 
 
 def _burn_and_steps(max_batches: int) -> tuple[int, tuple[int, int]]:
-    return min(100, max(max_batches // 10, 1)), (int(max_batches * .8), int(max_batches * .9))
+    return min(100, max(max_batches // 20, 5)), (int(max_batches * .8), int(max_batches * .9))
 
 
 def fit_to_time(recipe: Recipe, done: int, seconds_per_batch: float, seconds_left: float) -> Recipe:
@@ -107,8 +107,10 @@ def fit_to_time(recipe: Recipe, done: int, seconds_per_batch: float, seconds_lef
     if affordable >= recipe.max_batches:
         return recipe
     max_batches = max(affordable, done)
-    _, steps = _burn_and_steps(max_batches)
+    burn_in, steps = _burn_and_steps(max_batches)
     recipe.max_batches, recipe.steps = max_batches, steps
+    if done < recipe.burn_in:
+        recipe.burn_in = min(recipe.burn_in, burn_in)
     return recipe
 
 
