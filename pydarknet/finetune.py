@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from .anchors import load_boxes
 from .cfg import parse as parse_cfg, read_cfg_text
 from .convert import partial
-from .data import DataConfig, DataError
+from .data import DataConfig, DataError, DetectionDataset
 from .eval import evaluate, load_truth, map_main, read_comp4, run_valid
 from .network import Darknet
+from .precise_bn import precise_batchnorm
 from .recipe import Recipe, decide, fit_to_time, write_cfg
 from .trainloop import TrainConfig, train_detector
 
@@ -38,6 +40,7 @@ __all__ = ["FinetuneConfig", "finetune", "matching_layers", "heldout_map"]
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_CFG = ROOT / "cfg" / "tinydarknet-yolov2.cfg"
+CALIBRATION_PICTURES = 96   # training pictures whose batch statistics set the rolling ones
 
 
 @dataclass
@@ -126,7 +129,9 @@ def _prepare(cfg: FinetuneConfig, work: Path, say) -> tuple[DataConfig, Recipe, 
 class _Monitor:
     """``train_detector``'s per-iteration hook: re-plans the schedule to the time budget at the
     measured speed, and scores the network on the held-out pictures in the second half of the
-    run (every tenth of it and at the end), saving the best as ``best.weights``."""
+    run (every tenth of it and at the end), saving the best as ``best.weights``.  Before each
+    score the batch-norm statistics are measured on training pictures (:mod:`pydarknet.precise_bn`):
+    after a few hundred steps Darknet's running averages still hold much of their initial values."""
 
     def __init__(self, recipe: Recipe, holdout: list[str], names: list[str], work: Path, cfg_path: Path,
                  base_text: str, deadline: float, say):
@@ -138,6 +143,16 @@ class _Monitor:
         self.eval_seconds, self.last_eval, self.evals = 0.0, 0, 0
         self.t0 = self.i0 = None
         self.t_start = time.perf_counter()
+        self._calibration: list | None = None
+
+    def calibration(self, net) -> list:
+        """Batches of held-in training pictures, letterboxed as at inference, for precise BN."""
+        if self._calibration is None:
+            r = self.recipe
+            ds = DetectionDataset(r.train[:CALIBRATION_PICTURES], net.width, net.height, r.classes, augment=False)
+            images = [ds[i][0] for i in range(len(ds))]
+            self._calibration = [torch.stack(images[k:k + 16]) for k in range(0, len(images), 16)]
+        return self._calibration
 
     def _replan(self, i: int, net) -> None:
         now = time.perf_counter()
@@ -169,6 +184,7 @@ class _Monitor:
         if not self.holdout or (i < r.max_batches and (2 * i < r.max_batches or i - self.last_eval < every)):
             return
         t = time.perf_counter()
+        precise_batchnorm(net, self.calibration(net))
         net.eval()
         run_valid(net, self.holdout, self.work / "holdout_results", self.names, recall=False,
                   show_progress=False, report=lambda line: None)

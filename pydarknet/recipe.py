@@ -11,7 +11,8 @@ Darknet user would otherwise tune by hand for each dataset, each with a one-line
   cell (smaller is quadratically cheaper, and a pretrained backbone needs no more), within
   160..416;
 * the anchors: YOLOv2's k-means (1 - IoU) of the training boxes, in cells of that size;
-* the schedule: a number of epochs over the training pictures (``max_batches``), Darknet's
+* the schedule: a number of epochs over the training pictures (``max_batches``) at batch 8
+  (twice the updates of 16 for the same pictures, which a short run needs), Darknet's
   ``burn_in`` (a twentieth of the run: the head starts from scratch, the backbone does not) and ``steps`` at 80 % and 90 % (scales .1, .1);
   :func:`fit_to_time` shortens it when the measured speed cannot finish it in the time given;
 * augmentation: Darknet's (jitter .2, hue .1, saturation and exposure 1.5, flips), single scale
@@ -41,7 +42,7 @@ __all__ = ["Recipe", "decide", "holdout_split", "input_size", "schedule", "fit_t
 SIZES = (160, 416)         # input size range (multiples of 32)
 MIN_CELLS = 1.0            # a box should span at least this many 32-px cells (10th percentile)
 EPOCHS = 60                # passes over the training pictures in a full run
-BATCH = 16
+BATCH = 8                  # small sets: more updates per picture seen; batch norm still sees 8
 
 
 @dataclass
