@@ -107,6 +107,7 @@ def _prepare(cfg: FinetuneConfig, work: Path, say) -> tuple[DataConfig, Recipe, 
     if cfg.epochs:
         from .recipe import schedule
         recipe.max_batches, recipe.burn_in, recipe.steps = schedule(len(recipe.train), recipe.batch, cfg.epochs)
+        recipe.planned = recipe.max_batches
         recipe.reasons.append(f"{cfg.epochs} epochs as asked (--epochs): {recipe.max_batches} iterations")
     backbone = Path(cfg.backbone)
     if cfg.backbone_cfg:
@@ -173,7 +174,7 @@ class _Monitor:
         if r.max_batches != before:
             net.options.max_batches, net.options.steps, net.options.burn_in = r.max_batches, list(r.steps), r.burn_in
             self.cfg_path.write_text(write_cfg(self.base_text, r))
-            if before - r.max_batches >= max(before // 20, 1) or r.max_batches <= i:
+            if abs(before - r.max_batches) >= max(before // 20, 1) or r.max_batches <= i:
                 self.say(f"time budget: {r.max_batches} iterations instead of {before} ({per_batch:.2f} s an "
                          f"iteration), rate steps at {r.steps[0]}, {r.steps[1]}")
 

@@ -9,7 +9,7 @@ Darknet user would otherwise tune by hand for each dataset, each with a one-line
   and the dataset's own validation split stays untouched for the final score;
 * the input size: the smallest multiple of 32 at which most boxes span at least one 32-pixel
   cell (smaller is quadratically cheaper, and a pretrained backbone needs no more), within
-  160..416;
+  128..416;
 * the anchors: YOLOv2's k-means (1 - IoU) of the training boxes, in cells of that size;
 * the schedule: a number of epochs over the training pictures (``max_batches``) at batch 8
   (twice the updates of 16 for the same pictures, which a short run needs), Darknet's
@@ -39,7 +39,7 @@ from .cfg import parse as parse_cfg
 __all__ = ["Recipe", "decide", "holdout_split", "input_size", "schedule", "fit_to_time", "write_cfg",
            "frozen_layer"]
 
-SIZES = (160, 416)         # input size range (multiples of 32)
+SIZES = (128, 416)         # input size range (multiples of 32)
 MIN_CELLS = 1.0            # a box should span at least this many 32-px cells (10th percentile)
 EPOCHS = 60                # passes over the training pictures in a full run
 BATCH = 8                  # small sets: more updates per picture seen; batch norm still sees 8
@@ -58,6 +58,7 @@ class Recipe:
     steps: tuple[int, int]
     learning_rate: float
     freeze: int                     # index of the layer given stopbackward=1 (-1: none)
+    planned: int = 0                # max_batches as decided, before any cut to the time budget
     train: list[str] = field(default_factory=list)
     holdout: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
@@ -102,12 +103,15 @@ def _burn_and_steps(max_batches: int) -> tuple[int, tuple[int, int]]:
 
 
 def fit_to_time(recipe: Recipe, done: int, seconds_per_batch: float, seconds_left: float) -> Recipe:
-    """The recipe with ``max_batches`` cut (and ``steps`` moved with it) so that the rest of the
-    run fits in ``seconds_left`` at the measured speed; never below ``done``."""
+    """The recipe with ``max_batches`` set (and ``steps`` moved with it) to what the rest of the
+    run can do in ``seconds_left`` at the measured speed, at most the planned length
+    (``planned``) and never below ``done``.  Before the first rate step the length may grow
+    back when the speed improves; after it, it can only be cut."""
     affordable = done + int(max(seconds_left, 0) / max(seconds_per_batch, 1e-9))
-    if affordable >= recipe.max_batches:
+    ceiling = recipe.planned if done < recipe.steps[0] else recipe.max_batches
+    max_batches = max(min(affordable, ceiling), done)
+    if max_batches == recipe.max_batches:
         return recipe
-    max_batches = max(affordable, done)
     burn_in, steps = _burn_and_steps(max_batches)
     recipe.max_batches, recipe.steps = max_batches, steps
     if done < recipe.burn_in:
@@ -156,7 +160,7 @@ def decide(train_paths: Sequence[str], wh: np.ndarray, classes: int, base_cfg_te
         reasons.append(f"layers 0-{freeze} (the stem, stride <= 4) frozen with stopbackward: generic ImageNet "
                        f"filters, the costliest to train, and too few pictures to retrain them")
     return Recipe(classes, size, anchors, iou, BATCH, max_batches, burn_in, steps, learning_rate, freeze,
-                  train, held, reasons)
+                  max_batches, train, held, reasons)
 
 
 # --- cfg text --------------------------------------------------------------------------
