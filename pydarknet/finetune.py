@@ -18,8 +18,7 @@ import io
 import json
 import shutil
 import time
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -33,10 +32,10 @@ from .data import DataConfig, DataError, DetectionDataset
 from .eval import evaluate, load_truth, map_main, read_comp4, run_valid
 from .network import Darknet
 from .precise_bn import precise_batchnorm
-from .recipe import Recipe, decide, fit_to_time, write_cfg
+from .recipe import Recipe, decide, fit_to_time, schedule, write_cfg
 from .trainloop import TrainConfig, train_detector
 
-__all__ = ["FinetuneConfig", "finetune", "matching_layers", "heldout_map"]
+__all__ = ["FinetuneConfig", "finetune", "matching_layers"]
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_CFG = ROOT / "cfg" / "tinydarknet-yolov2.cfg"
@@ -56,7 +55,6 @@ class FinetuneConfig:
     size: int | None = None           # override the decided input size
     epochs: float | None = None       # override the decided length
     workers: int = 2
-    extra: dict = field(default_factory=dict)
 
 
 def _layer_key(section) -> tuple:
@@ -73,16 +71,6 @@ def matching_layers(classifier_cfg, detector_cfg_text: str) -> int:
     while n < min(len(a), len(b)) and _layer_key(a[n]) == _layer_key(b[n]):
         n += 1
     return n
-
-
-def heldout_map(cfg, weights, paths: list[str], names: list[str], out_dir) -> float:
-    """VOC2007 mAP@0.5 of a checkpoint on ``paths`` (truth: VOC XML beside them, else labels)."""
-    net = Darknet(cfg, exact=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        net.load_weights(weights)
-    run_valid(net.eval(), paths, out_dir, names, recall=False, show_progress=False, report=lambda line: None)
-    return _score(Path(out_dir), paths, names)
 
 
 def _write_list(path: Path, paths: list[str]) -> Path:
@@ -105,7 +93,6 @@ def _prepare(cfg: FinetuneConfig, work: Path, say) -> tuple[DataConfig, Recipe, 
         recipe.size = int(cfg.size)
         recipe.reasons.append(f"input {cfg.size} as asked (--size)")
     if cfg.epochs:
-        from .recipe import schedule
         recipe.max_batches, recipe.burn_in, recipe.steps = schedule(len(recipe.train), recipe.batch, cfg.epochs)
         recipe.planned = recipe.max_batches
         recipe.reasons.append(f"{cfg.epochs} epochs as asked (--epochs): {recipe.max_batches} iterations")
@@ -257,8 +244,7 @@ def finetune(cfg: FinetuneConfig, say: Callable[[str], None] = print) -> dict:
     for line in recipe.reasons:
         say(f"recipe: {line}")
     base_text = read_cfg_text(cfg.cfg)
-    run = _train(cfg, recipe, cfg_path, work / "finetune.data", backbone, names, base_text, work,
-                          deadline, say)
+    run = _train(cfg, recipe, cfg_path, work / "finetune.data", backbone, names, base_text, work, deadline, say)
     say(f"best held-out checkpoint: iteration {run['best']['iteration']} "
         f"(mAP {run['best']['map']:.4f}) -> {run['best_weights']}")
     summary = {"data": str(cfg.data), "cfg": str(cfg_path), "weights": run["best_weights"],

@@ -21,7 +21,7 @@ import torch
 from pydarknet.convert import load_weights_checked, partial, truncate_cfg_text
 from pydarknet.finetune import BASE_CFG, matching_layers
 from pydarknet.network import Darknet
-from pydarknet.recipe import Recipe, decide, fit_to_time, frozen_layer, holdout_split, input_size, schedule, \
+from pydarknet.recipe import decide, fit_to_time, frozen_layer, holdout_split, input_size, schedule, \
     write_cfg
 from pydarknet.weights import expected_size, read_header
 
