@@ -77,7 +77,8 @@ def main(argv=None) -> int:
                             + " ".join(shlex.quote(a) for a in cmd[7:]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_average_1min_before_after": [round(load_before[0], 2), round(load_after[0], 2)]},
-        "details": {k: v for k, v in s["valid"].items() if k not in ("results", "truth_source")},
+        "details": json.loads(json.dumps({k: v for k, v in s["valid"].items() if k not in ("results", "truth_source")})
+                              .replace(str(work / "finetune") + "/", "WORK/")),
     }
     (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     png = next((work / "finetune" / "backup").glob("*_loss.png"), None)
