@@ -182,6 +182,7 @@ class Darknet(nn.Module):
                     last[j] = max(last[j], layer.index)
         last[-1] = len(self.layers)
         self._last_use = last
+        self._frozen = max((layer.index for layer in self.layers if layer.stopbackward), default=-1)
 
     def resize(self, width: int, height: int) -> None:
         """Change the input size (multi-scale training) and re-infer every layer's shape."""
@@ -222,8 +223,9 @@ class Darknet(nn.Module):
         for i, layer in enumerate(self.layers):
             ins = [x if j < 0 else outputs[j] for j in layer.sources]
             out = layer(*ins)
-            # stopbackward=1: Darknet's backward_network stops before this layer (fine-tuning a head)
-            outputs.append(out.detach() if layer.stopbackward and self.training else out)
+            # Darknet's backward_network stops at the last layer with stopbackward=1: neither
+            # it nor any layer before it gets a gradient (frozen, even when a route reads them).
+            outputs.append(out.detach() if self.training and i <= self._frozen else out)
             if not keep:
                 for j in layer.sources:
                     if j >= 0 and self._last_use[j] == i:

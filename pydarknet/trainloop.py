@@ -72,6 +72,7 @@ class TrainConfig:
     exact: bool = False                   # Darknet-order batch-norm sums (slower, loss within 1e-6)
     augment: bool = True                  # Darknet's jitter/colour/flip; False: letterboxed as is
     extra: dict = field(default_factory=dict)
+    on_iteration: object = None           # on_iteration(batch_num, net) after each iteration (may cut max_batches)
 
 
 @dataclass
@@ -101,6 +102,16 @@ class _Announce(Hook):
         if self.schedule.changes_at(k):
             engine.say("Resizing")
             engine.say(f"{self.schedule.size(k)[0]}")
+
+
+class _Callback(Hook):
+    """``TrainConfig.on_iteration(batch_num, net)`` after each iteration's checkpoints."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def after_step(self, engine, s):
+        self.fn(s.iteration, engine.net)
 
 
 def describe_loader_failure(e: BaseException, loading: bool) -> str | None:
@@ -279,6 +290,8 @@ def _train(cfg: TrainConfig, out, replicas: Replicas) -> TrainResult:
     if replicas.main:
         _report_unusable(loader.dataset, err)
     hooks, checkpoints = standard_hooks(cfg, backup, base, replicas.main)
+    if cfg.on_iteration is not None:
+        hooks.append(_Callback(cfg.on_iteration))
     try:
         result = run_engine(trainer, loader, [_Announce(schedule)] + hooks, checkpoints, cfg, replicas, say, err,
                             describe_loader_failure)

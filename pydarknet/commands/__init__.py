@@ -24,6 +24,7 @@ VERBS = {
     "anchors": ("anchors", "main", "k-means (1 - IoU) anchors from a dataset"),
     "voc_label": ("voc_label", "main", "VOC XML -> Darknet labels, lists, .names, .data"),
     "demo": ("demo", "main", "the offline demo (shipped shapes detector)"),
+    "finetune": ("finetune", "main", "a detector from an ImageNet backbone, choices made from the data"),
     "download": ("download", "main", "Darknet's published weights by name (needs internet), checked"),
 }
 DETECTOR = {
