@@ -29,7 +29,7 @@ def _backbone_cfg(args) -> str | None:
 def main(argv=None, prog: str = "finetune.py") -> int:
     from pydarknet.finetune import BASE_CFG
     ap = argparse.ArgumentParser(
-        prog="finetune.py",
+        prog=prog,
         description="Train a detector for a small VOC-format dataset from an ImageNet classifier: partial -> "
                     "a cfg for the dataset (input size, k-means anchors, schedule, decided from the training "
                     "data) -> training within a time budget, keeping the checkpoint best on a held-out part "
