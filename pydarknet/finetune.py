@@ -13,8 +13,6 @@ held-out pictures every tenth of the run and at the end, keeping the best as ``b
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import time
@@ -29,7 +27,10 @@ from .anchors import load_boxes
 from .cfg import parse as parse_cfg, read_cfg_text
 from .convert import partial
 from .data import DataConfig, DataError, DetectionDataset
-from .eval import evaluate, load_truth, map_main, read_comp4, run_valid
+from .comp4 import read_comp4
+from .metrics import evaluate, map_summary
+from .truths import load_truth
+from .validate import run_valid, validation_set
 from .network import Darknet
 from .precise_bn import precise_batchnorm
 from .recipe import Recipe, decide, fit_to_time, schedule, write_cfg
@@ -189,12 +190,17 @@ class _Monitor:
                  f"pictures), {time.perf_counter() - self.t_start:.0f} s")
 
 
-def _score(results: Path, paths: list[str], names: list[str]) -> float:
+def _scores(results: Path, paths: list[str], names: list[str]) -> dict:
+    """VOC mAP@0.5 (:func:`pydarknet.metrics.map_summary`) of valid's result files."""
     truth = load_truth(paths, names, None, lambda line: None)
     res = evaluate(read_comp4(results, names, report=lambda line: None), truth.rows, 0.5,
                    classes=range(len(names)))
-    aps = [r.ap(True) for r in res.values() if r.npos > 0]
-    return float(np.mean(aps)) if aps else 0.0
+    return {**map_summary(res, names, 0.5, 0.25), "images": len(truth.images)}
+
+
+def _score(results: Path, paths: list[str], names: list[str]) -> float:
+    score = _scores(results, paths, names)["map_voc07"]
+    return 0.0 if np.isnan(score) else float(score)
 
 
 def _train(cfg: FinetuneConfig, recipe: Recipe, cfg_path: Path, fdata: Path, backbone: Path,
@@ -219,19 +225,13 @@ def _train(cfg: FinetuneConfig, recipe: Recipe, cfg_path: Path, fdata: Path, bac
 
 
 def _final_scores(data_file: str, cfg_path: Path, weights: Path, names: list[str], out_dir: Path) -> dict:
-    """``tools/valid.py`` then ``tools/map.py --json`` on the dataset's valid= list."""
-    from .eval import _validation_set
-    data, names, paths = _validation_set(Path(data_file))
+    """``detector valid`` then the VOC mAP on the dataset's valid= list."""
+    data, names, paths = validation_set(Path(data_file))
     net = Darknet(cfg_path, exact=False)
     net.load_weights(weights)
     net.names = names
     run_valid(net.eval(), paths, out_dir, names, show_progress=False, report=lambda line: None)
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
-        rc = map_main([str(data_file), "--results", str(out_dir), "--json", "--no-plots"])
-    if rc != 0:
-        raise DataError(f"map.py failed on {data_file} (exit {rc})")
-    return json.loads(buf.getvalue())
+    return _scores(out_dir, paths, names)
 
 
 def finetune(cfg: FinetuneConfig, say: Callable[[str], None] = print) -> dict:

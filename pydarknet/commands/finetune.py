@@ -55,7 +55,7 @@ def main(argv=None, prog: str = "finetune.py") -> int:
         ap.error("--minutes must be positive and --size a positive multiple of 32")
     import torch
     from pydarknet.cfg import CfgError
-    from pydarknet.cli import warn_to_stderr
+    from pydarknet.commands.common import warn_to_stderr
     from pydarknet.convert import ConvertError
     from pydarknet.data import DataError
     from pydarknet.finetune import FinetuneConfig, finetune
