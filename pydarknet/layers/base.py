@@ -69,8 +69,8 @@ class Layer(nn.Module):
         self.dontloadscales = section.get_bool("dontloadscales")
         self.stopbackward = section.get_bool("stopbackward")
         self.onlyforward = section.get_bool("onlyforward")
-        self.learning_rate_scale = section.get_float("learning_rate", 1.)
-        self.smooth = section.get_float("smooth", 0.)
+        self.learning_rate_scale = section.get_float("learning_rate", 1., min=0)
+        self.smooth = section.get_float("smooth", 0., min=0)
         section.get_int("truth", 0)
         if section.get_int("numload", 0):
             raise section.error("numload= is not supported by pydarknet", "numload")
@@ -81,6 +81,15 @@ class Layer(nn.Module):
 
     def error(self, message: str) -> BuildError:
         return BuildError(f"{self.path}:{self.line}: layer {self.index} [{self.header}]: {message}")
+
+    def param_count(self, in_shapes: list[Shape]) -> int:
+        """How many numbers ``build`` will allocate for these inputs (checked against the
+        memory budget before they are allocated)."""
+        return 0
+
+    def work_count(self, in_shapes: list[Shape]) -> int:
+        """Numbers of scratch memory a forward needs beyond its output (Darknet's workspace)."""
+        return 0
 
     def build(self, in_shapes: list[Shape]) -> Shape:
         return self.reshape(in_shapes)

@@ -17,10 +17,13 @@ from .batchnorm import normalize_and_activate
 class Connected(Layer):
     def __init__(self, section, index):
         super().__init__(section, index)
-        self.outputs = section.get_int("output", 1)
+        self.outputs = section.get_int("output", 1, min=1)
         self.activation = section.get_choice("activation", ACTIVATIONS, "logistic")
         self.batch_normalize = section.get_bool("batch_normalize")
         self._act = activation(self.activation)
+
+    def param_count(self, in_shapes):
+        return self.outputs * (in_shapes[0].numel + (4 if self.batch_normalize else 1))
 
     def build(self, in_shapes):
         inputs = in_shapes[0].numel

@@ -17,14 +17,14 @@ from .batchnorm import bn_denominator, normalize_and_activate
 class Convolutional(Layer):
     def __init__(self, section, index):
         super().__init__(section, index)
-        self.filters = section.get_int("filters", 1)
-        self.size = section.get_int("size", 1)
-        self.stride = section.get_int("stride", 1)
+        self.filters = section.get_int("filters", 1, min=1)
+        self.size = section.get_int("size", 1, min=1)
+        self.stride = section.get_int("stride", 1, min=1)
         pad = section.get_int("pad", 0)
-        padding = section.get_int("padding", 0)
+        padding = section.get_int("padding", 0, min=0)
         # pad=1 means "same" padding, size/2 (so a 1x1 conv with pad=1 gets none).
         self.padding = self.size // 2 if pad else padding
-        self.groups = section.get_int("groups", 1)
+        self.groups = section.get_int("groups", 1, min=1)
         self.batch_normalize = section.get_bool("batch_normalize")
         self.activation = section.get_choice("activation", ACTIVATIONS, "logistic")
         for flag in ("binary", "xnor"):
@@ -35,6 +35,15 @@ class Convolutional(Layer):
         if self.filters < 1 or self.size < 1 or self.stride < 1 or self.groups < 1:
             raise section.error("filters, size, stride and groups must be positive")
         self._act = activation(self.activation)
+
+    def param_count(self, in_shapes):
+        c = in_shapes[0].c
+        return self.filters * (c // self.groups) * self.size ** 2 + self.filters * (4 if self.batch_normalize else 1)
+
+    def work_count(self, in_shapes):
+        # im2col's columns (Darknet's workspace; our exact path builds the same matrix)
+        o = self.out_shape
+        return in_shapes[0].c * self.size ** 2 * o.h * o.w
 
     def build(self, in_shapes):
         c = in_shapes[0].c
