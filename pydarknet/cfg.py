@@ -9,6 +9,7 @@ reported as Darknet does ("Unused field").
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -219,6 +220,17 @@ class Section:
                           f"(Darknet prints 'Unused field' and ignores it)", CfgWarning, stacklevel=3)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_line(stripped: str) -> dict | None:
+    """One stripped line's tokens (section, or key and value), None if it is neither; cached,
+    since cfgs repeat the same lines many times."""
+    try:
+        tokens = LINE.parse_string(stripped, parse_all=True)
+    except pp.ParseBaseException:
+        return None
+    return {k: tokens[k] for k in ("section", "key", "value") if k in tokens}
+
+
 def parse(text: str, path: str = "<string>") -> list[Section]:
     """Parse cfg text into sections; raises one CfgError listing every bad line."""
     sections: list[Section] = []
@@ -227,9 +239,8 @@ def parse(text: str, path: str = "<string>") -> list[Section]:
         stripped = raw.strip(_ws)
         if not stripped:
             continue
-        try:
-            tokens = LINE.parse_string(stripped, parse_all=True)
-        except pp.ParseBaseException:
+        tokens = _parse_line(stripped)
+        if tokens is None:
             errors.append(f"{path}:{lineno}: not a [section] or key=value line: {clip(raw.strip())!r}")
             continue
         if "section" in tokens:

@@ -19,6 +19,7 @@ from .detect import detect
 from .draw import draw_detections
 from .image import ImageError, load_image, to_uint8
 from .network import Darknet
+from .outputs import result_names
 from .weights import WeightsError
 
 USER_ERRORS = (CfgError, WeightsError, DataError, ImageError, FileNotFoundError)
@@ -99,12 +100,13 @@ def detect_main(argv=None) -> int:
     out_dir = Path(args.out) if args.out else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
+        names = result_names(paths)     # one name per input: good.jpg/good.png, a/x.jpg/b/x.jpg differ
     failed = 0
     for i, path in enumerate(paths):
         try:
             img = load_image(path)
         except ImageError as e:
-            print(f"error: cannot read image {path}: {e}", file=sys.stderr)
+            print(f"error: cannot read image {e}", file=sys.stderr)
             failed += 1
             continue
         start = time.perf_counter()
@@ -114,10 +116,15 @@ def detect_main(argv=None) -> int:
             print(d.darknet_line(), file=text_out)
         picture = draw_detections(to_uint8(img), found, net.detection_layer.classes)
         if out_dir:
-            target = out_dir / (Path(path).stem + ".jpg")
+            target = out_dir / names[i]
+            target.parent.mkdir(parents=True, exist_ok=True)
         else:
             target = Path("predictions.jpg" if len(paths) == 1 else f"predictions_{i:04d}_{Path(path).stem}.jpg")
-        cv2.imwrite(str(target), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        if not cv2.imwrite(str(target), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
+            print(f"error: cannot write {target}", file=sys.stderr)
+            failed += 1
+        else:
+            print(f"wrote {target}", file=sys.stderr)
         if args.json:
             print(json.dumps({"image": path, "width": int(img.shape[2]), "height": int(img.shape[1]),
                               "detections": [d.to_dict() for d in found]}), flush=True)
@@ -232,7 +239,7 @@ def train_main(argv=None) -> int:
         # Check the inputs once, in this process, so user errors are reported plainly.
         net = Darknet(args.cfg, exact=False)
         if args.weights:
-            net.load_weights(args.weights)
+            net.load_weights(args.weights, partial=True)
         if net.detection_layer is None:
             raise CfgError(f"{args.cfg} has no [region] layer: it is not a detector")
         del net

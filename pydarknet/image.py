@@ -8,7 +8,9 @@ bit for bit.  Both also accept extra leading (batch) dimensions.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 
 import cv2
 import numpy as np
@@ -26,7 +28,30 @@ __all__ = [
 
 
 class ImageError(OSError):
-    """An image file is missing or cannot be decoded."""
+    """An image file is missing or cannot be decoded: ``ImageError(errno, reason, path)``,
+    printed as ``<path>: <reason>`` (the path once, the reason always)."""
+
+    def __str__(self) -> str:
+        if self.filename is not None and self.strerror:
+            return f"{os.fsdecode(self.filename)}: {self.strerror}"
+        return super().__str__()
+
+
+# Leading bytes of the formats OpenCV reads, to say why a file did not decode.
+_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"GIF8": "GIF", b"II*\0": "TIFF",
+          b"MM\0*": "TIFF", b"RIFF": "WebP", b"P1": "PBM", b"P2": "PGM", b"P3": "PPM", b"P4": "PBM",
+          b"P5": "PGM", b"P6": "PPM"}
+
+
+def _undecodable(data: np.ndarray, cv_error: str | None) -> str:
+    """Why OpenCV returned no picture for these file bytes (it does not say itself)."""
+    if not data.size:
+        return "empty file"
+    head = data[:8].tobytes()
+    fmt = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
+    why = f"corrupt or truncated {fmt} data ({data.size} bytes)" if fmt else \
+        f"not an image format OpenCV reads ({data.size} bytes starting {head[:4]!r})"
+    return f"{why}: {cv_error}" if cv_error else why
 
 
 # Darknet divides in double and stores a float; a table makes that exact and cheap.
@@ -64,19 +89,23 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     """
     path = os.fspath(path)
     try:
+        # a FIFO or device would block or never end: only regular files are read
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ImageError(errno.EINVAL, "not a regular file" if not os.path.isdir(path) else "is a directory",
+                             path)
         data = np.fromfile(path, dtype=np.uint8)
+    except ImageError:
+        raise
     except OSError as e:
-        raise ImageError(e.errno, f"cannot read image file: {e.strerror}", path) from e
-    bgr = None
+        raise ImageError(e.errno, e.strerror or str(e), path) from None
+    bgr, cv_error = None, None
     if data.size:
         try:
             bgr = cv2.imdecode(data, _IMREAD_FLAGS)
-        except cv2.error:
-            bgr = None
+        except cv2.error as e:
+            cv_error = str(e).strip().splitlines()[-1][:200] if str(e).strip() else None
     if bgr is None:
-        err = ImageError(f"cannot decode image file {path!r}")
-        err.filename = path
-        raise err
+        raise ImageError(errno.EINVAL, _undecodable(data, cv_error), path)
     return image_from_array(bgr[:, :, ::-1])
 
 

@@ -260,10 +260,13 @@ class Darknet(nn.Module):
         return self._run(x, keep=True)
 
     # --- weights --------------------------------------------------------------
-    def load_weights(self, path, cutoff: int | None = None):
-        """Read a Darknet ``.weights`` file (the first ``cutoff`` layers only, if given)."""
+    def load_weights(self, path, cutoff: int | None = None, *, partial: bool = False,
+                     allow_trailing: bool = False, allow_nonfinite: bool = False):
+        """Read a Darknet ``.weights`` file (the first ``cutoff`` layers only, if given); it must fit
+        this cfg exactly unless ``partial=True`` (a backbone file) — see :func:`pydarknet.weights.load_weights`."""
         from .weights import load_weights
-        return load_weights(self, path, cutoff)
+        return load_weights(self, path, cutoff, partial=partial, allow_trailing=allow_trailing,
+                            allow_nonfinite=allow_nonfinite)
 
     def save_weights(self, path, cutoff: int | None = None, *, header=None):
         """Write a Darknet ``.weights`` file, in the format of the file last read unless ``header`` says."""

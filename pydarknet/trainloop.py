@@ -86,9 +86,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import remove_dead_temporaries
 from .data import (DataConfig, DataError, DetectionBatchSampler, DetectionDataset, DetectionLoader, MultiScale,
                    detection_options, label_path, multiscale_size, read_labels)
 from .network import Darknet
+from .outputs import keep_aside
 from .train import Trainer
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingError", "train_detector", "checkpoint_due", "Progress",
@@ -369,13 +371,18 @@ _LOG_FIELDS = ["iteration", "loss", "avg_loss", "rate", "seconds", "images", "se
 
 def _open_log(path: Path, start: int):
     """The CSV log: a new one for a run from batch 0; else the old one's rows up to ``start``
-    (a resumed run continues it; rows past the checkpoint it resumes from are dropped)."""
-    rows = []
-    if start > 0 and path.exists():
+    (a resumed run continues it).  An earlier log that would lose rows (another run's, or rows
+    past the checkpoint this run resumes from) is kept aside as ``<base>_log.<N>.csv`` first."""
+    rows, everything = [], None
+    if path.exists():
         with path.open(newline="") as f:
             reader = csv.DictReader(f)
-            if reader.fieldnames == _LOG_FIELDS:
-                rows = [r for r in reader if r.get("iteration", "").isdigit() and int(r["iteration"]) <= start]
+            everything = list(reader) if reader.fieldnames == _LOG_FIELDS else None
+        if start > 0 and everything is not None:
+            rows = [r for r in everything if r.get("iteration", "").isdigit() and int(r["iteration"]) <= start]
+        if everything is None or len(rows) < len(everything):
+            kept = keep_aside(path)
+            print(f"the earlier log {path.name} was kept as {kept}", file=sys.stderr, flush=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, _LOG_FIELDS)
@@ -464,6 +471,8 @@ def _train(cfg: TrainConfig, out, rank: int, world: int) -> TrainResult:
     data = DataConfig.from_file(cfg.data)
     backup = Path(cfg.backup or data.backup)
     backup.mkdir(parents=True, exist_ok=True)
+    if main:
+        remove_dead_temporaries(backup)     # of checkpoint writers killed before they renamed
     base = Path(cfg.cfg).stem
     device = torch.device(cfg.device)
     say(base)
@@ -474,7 +483,7 @@ def _train(cfg: TrainConfig, out, rank: int, world: int) -> TrainResult:
     net = Darknet(cfg.cfg, exact=cfg.exact)
     if cfg.weights:
         err(f"Loading weights from {cfg.weights}...")
-        net.load_weights(cfg.weights)
+        net.load_weights(cfg.weights, partial=True)   # a backbone (darknet19_448.conv.23) is fine
         err("Done!")
     if cfg.clear:
         net.seen = 0
@@ -492,6 +501,10 @@ def _train(cfg: TrainConfig, out, rank: int, world: int) -> TrainResult:
     # --- data: this process's images, sizes shared by all processes -------------------------
     opts = detection_options(net)
     start = trainer.batch_num
+    if start >= o.max_batches > 0 and cfg.weights:
+        raise TrainingError(f"{cfg.weights} has already seen {net.seen} images, batch {start}, and max_batches is "
+                            f"{o.max_batches}: nothing to train (Darknet would only save _final.weights); use "
+                            f"--clear to restart the schedule from these weights, or raise max_batches")
     remaining = max(o.max_batches - start, 0)
     iterations = -(-remaining // world)
     if seed is None:
