@@ -426,15 +426,15 @@ def scan_samples(dataset: DetectionDataset) -> list[str]:
         at = f"{dataset.list_path}:{lines[i]}: " if i < len(lines) else ""
         if not os.path.isfile(path):
             problems.append(f"{at}no such image file {path}")
-            continue
-        lpath = label_path(path)
-        if not os.path.isfile(lpath):
-            problems.append(f"{lpath}: no such label file (for image {path})")
-            continue
-        try:
-            read_labels(lpath, dataset.classes)
-        except DataError as e:
-            problems.append(str(e))
+        elif not os.path.isfile(label_path(path)):
+            problems.append(f"{label_path(path)}: no such label file (for image {path})")
+        else:
+            try:
+                read_labels(label_path(path), dataset.classes)
+                continue
+            except DataError as e:
+                problems.append(str(e))
+        dataset.mark_bad(i, problems[-1])    # reported here once, not again when training draws it
     return problems
 
 
@@ -658,8 +658,9 @@ def _train(cfg: TrainConfig, out, rank: int, world: int) -> TrainResult:
     if skipped_all:
         files = sorted(loader.bad_samples)
         more = f" and {len(files) - 10} more" if len(files) > 10 else ""
+        # the reasons were reported when each sample was first found unusable: name the files only
         err(f"warning: skipped {skipped_all} bad samples" + (" (all processes)" if world > 1 else "") +
-            ": " + "; ".join(f"{p}: {loader.bad_samples[p]}" for p in files[:10]) + more)
+            ": " + ", ".join(files[:10]) + more)
     if stop.requested:
         final = backup / f"{base}.backup"
         save(final.name)

@@ -80,7 +80,7 @@ def mutate(text: str, rng: random.Random, others: list[str]) -> tuple[str, str]:
         key, val = lines[i].split("=", 1)
         try:
             lines[i] = f"{key}={int(float(val.split(',')[0]) * rng.choice([0, -1, 2, 10, 64, 1000, 10**6]))}"
-        except ValueError:
+        except (ValueError, OverflowError):
             lines[i] = f"{key}={_value(rng)}"
     elif op == "delete" and lines:
         del lines[rng.randrange(len(lines))]
