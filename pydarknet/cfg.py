@@ -220,15 +220,21 @@ class Section:
                           f"(Darknet prints 'Unused field' and ignores it)", CfgWarning, stacklevel=3)
 
 
-@functools.lru_cache(maxsize=4096)
 def _parse_line(stripped: str) -> dict | None:
-    """One stripped line's tokens (section, or key and value), None if it is neither; cached,
-    since cfgs repeat the same lines many times."""
+    """One stripped line's tokens (section, or key and value), None if it is neither; short
+    lines are cached, since cfgs repeat the same lines many times."""
+    return _parse_short_line(stripped) if len(stripped) <= 200 else _parse_any_line(stripped)
+
+
+def _parse_any_line(stripped: str) -> dict | None:
     try:
         tokens = LINE.parse_string(stripped, parse_all=True)
     except pp.ParseBaseException:
         return None
     return {k: tokens[k] for k in ("section", "key", "value") if k in tokens}
+
+
+_parse_short_line = functools.lru_cache(maxsize=4096)(_parse_any_line)
 
 
 def parse(text: str, path: str = "<string>") -> list[Section]:

@@ -157,13 +157,16 @@ class Darknet(nn.Module):
                 raise section.error("a second [net] section is not allowed")
             layer = REGISTRY[section.kind](section, index)
             in_shapes = [self._source_shape(j) for j in layer.sources]
+            # everything is sized from the shapes before build() allocates the parameters
             params = 4 * layer.param_count(in_shapes)
             self._check_budget(section, params, total + work + params, "its parameters")
-            layer.build(in_shapes)   # allocates the parameters; shapes are now known
-            out, scratch = 4 * layer.out_shape.numel, 4 * layer.work_count(in_shapes)
+            shape = layer.infer_shape(in_shapes)
+            out, scratch = 4 * shape.numel, 4 * layer.work_count(in_shapes, shape)
             total += params + out
             work = max(work, scratch)
-            self._check_budget(section, params + out + scratch, total + work, "this layer")
+            self._check_budget(section, params + out + scratch, total + work,
+                               "this layer (parameters, output and scratch space for one image)")
+            layer.build(in_shapes)
             section.warn_unused()
             self.layers.append(layer)
         #: Bytes of parameters, activations of one image and the largest scratch space (an estimate).
@@ -174,13 +177,13 @@ class Darknet(nn.Module):
 
     def _check_budget(self, section, layer_bytes, total: int, what: str) -> None:
         """A CfgError when one layer (``layer_bytes``) or the network so far (``total``) is over budget."""
-        over = [(n, who) for n, who in ((layer_bytes, what), (total, "the network up to here"))
-                if n is not None and n > self._budget]
+        whole = "the network up to here (parameters, one image's activations, the largest scratch space)"
+        over = [(n, who) for n, who in ((layer_bytes, what), (total, whole)) if n is not None and n > self._budget]
         if over:
             n, who = over[0]
-            raise section.error(f"{who} would need {format_size(n)} ({n} bytes: parameters and one image's "
-                                f"activations, float32), over the memory budget of {format_size(self._budget)} "
-                                f"(raise it with memory_budget= or PYDARKNET_MEMORY_BUDGET)")
+            raise section.error(f"{who} would need {format_size(n)} ({n} bytes of float32), over the memory "
+                                f"budget of {format_size(self._budget)} (raise it with memory_budget= or "
+                                f"PYDARKNET_MEMORY_BUDGET)")
 
     @property
     def exact(self) -> bool:

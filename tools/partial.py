@@ -8,7 +8,8 @@ Darknet's current header (version 0.2.0) with `seen` reset to 0, e.g.
 
     python tools/partial.py cfg/darknet19_448.cfg darknet19_448.weights darknet19_448.conv.23 23
 
-then `Darknet("cfg/yolov2-voc.cfg").load_weights("darknet19_448.conv.23")` fills the first
+then `Darknet("cfg/yolov2-voc.cfg").load_weights("darknet19_448.conv.23", partial=True)` (or
+`tools/train.py ... darknet19_448.conv.23`) fills the first
 23 layers and leaves the rest as initialised.  --cfg-out writes the cfg cut to N layers,
 which reads OUT on its own (OpenCV's readNetFromDarknet, for one).
 """

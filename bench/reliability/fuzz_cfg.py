@@ -195,6 +195,7 @@ def worker(limit_gb: float) -> None:
     torch.rand = lambda *a, **k: torch.empty(*a, **k)
     from pydarknet.cfg import CfgError
     from pydarknet.network import Darknet
+    print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         path = json.loads(line)
         t0 = time.perf_counter()
@@ -225,21 +226,34 @@ def worker(limit_gb: float) -> None:
 
 
 class Worker:
+    """A worker process; its start (importing torch) is not counted in any input's time."""
+
     def __init__(self, limit_gb: float):
         self.proc = subprocess.Popen([sys.executable, __file__, "--worker", "--limit-gb", str(limit_gb)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     preexec_fn=lambda: os.nice(10))
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.limit_gb = limit_gb
+        if not self._wait(900):
+            raise RuntimeError("the worker did not start in 15 minutes")
+        self.proc.stdout.readline()     # {"ready": true}
 
-    def run(self, path: Path, timeout: float) -> dict:
-        self.proc.stdin.write(json.dumps(str(path)) + "\n")
-        self.proc.stdin.flush()
+    def _wait(self, timeout: float) -> bool:
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)
         ready = sel.select(timeout)
         sel.close()
-        if not ready:
+        return bool(ready)
+
+    def run(self, path: Path, timeout: float, retry: bool = True) -> dict:
+        """The worker's verdict on ``path``.  An input that times out is tried once more in a
+        fresh worker (a busy machine can stall a process for a while); twice is a hang."""
+        self.proc.stdin.write(json.dumps(str(path)) + "\n")
+        self.proc.stdin.flush()
+        if not self._wait(timeout):
             self.restart()
+            if retry:
+                r = self.run(path, timeout, retry=False)
+                r["retried_after_timeout"] = True
+                return r
             return {"outcome": "bad", "why": "hang", "seconds": timeout}
         line = self.proc.stdout.readline()
         if not line:
@@ -294,6 +308,7 @@ def main(argv=None) -> int:
                 path.unlink()
             counts["tried"] += 1
             counts[r["outcome"]] += 1
+            counts["retried_after_timeout"] += bool(r.get("retried_after_timeout"))
             if r["outcome"] == "bad":
                 counts[r.get("why", "bad")] += 1
                 bad.append({"input": label, **r})
@@ -312,6 +327,7 @@ def main(argv=None) -> int:
         "tried": counts["tried"], "clean_error": counts["clean"], "ok": counts["ok"], "bad": counts["bad"],
         "tracebacks": counts["traceback"], "hangs": counts["hang"], "memory_blowups": counts["memory"],
         "worker_deaths": sum(v for k, v in counts.items() if str(k).startswith("worker died")),
+        "retried_after_timeout": counts["retried_after_timeout"],
         "per_input_timeout_s": args.timeout, "rlimit_as_gb": args.limit_gb,
         "worker_max_rss_mb": maxrss, "wall_s": round(time.time() - start),
         "slowest": [{"seconds": s, "input": lab} for s, lab in slowest],

@@ -87,7 +87,7 @@ class Layer(nn.Module):
         memory budget before they are allocated)."""
         return 0
 
-    def work_count(self, in_shapes: list[Shape]) -> int:
+    def work_count(self, in_shapes: list[Shape], out: Shape) -> int:
         """Numbers of scratch memory a forward needs beyond its output (Darknet's workspace)."""
         return 0
 
@@ -100,6 +100,7 @@ class Layer(nn.Module):
         return self.out_shape
 
     def infer_shape(self, in_shapes: list[Shape]) -> Shape:
+        """The output shape for these inputs; also called before ``build`` (nothing allocated yet)."""
         return in_shapes[0]
 
     def darknet_params(self) -> list[torch.Tensor]:

@@ -37,7 +37,7 @@ class Connected(Layer):
         return super().build(in_shapes)
 
     def infer_shape(self, in_shapes):
-        if in_shapes[0].numel != self.weight.shape[1]:
+        if hasattr(self, "weight") and in_shapes[0].numel != self.weight.shape[1]:
             raise self.error(f"expects {self.weight.shape[1]} inputs, got {in_shapes[0].numel}: "
                              f"a connected layer cannot change its input size")
         return Shape(self.outputs, 1, 1)

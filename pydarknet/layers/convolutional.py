@@ -40,10 +40,9 @@ class Convolutional(Layer):
         c = in_shapes[0].c
         return self.filters * (c // self.groups) * self.size ** 2 + self.filters * (4 if self.batch_normalize else 1)
 
-    def work_count(self, in_shapes):
+    def work_count(self, in_shapes, out):
         # im2col's columns (Darknet's workspace; our exact path builds the same matrix)
-        o = self.out_shape
-        return in_shapes[0].c * self.size ** 2 * o.h * o.w
+        return in_shapes[0].c * self.size ** 2 * out.h * out.w
 
     def build(self, in_shapes):
         c = in_shapes[0].c
@@ -63,7 +62,7 @@ class Convolutional(Layer):
 
     def infer_shape(self, in_shapes):
         s = in_shapes[0]
-        if s.c != self.weight.shape[1] * self.groups:
+        if hasattr(self, "weight") and s.c != self.weight.shape[1] * self.groups:
             raise self.error(f"expects {self.weight.shape[1] * self.groups} input channels, got {s.c}")
         h = (s.h + 2 * self.padding - self.size) // self.stride + 1
         w = (s.w + 2 * self.padding - self.size) // self.stride + 1

@@ -26,9 +26,9 @@ class Maxpool(Layer):
             raise self.error(f"input {s.w}x{s.h} is too small for a {self.size}x{self.size} pool")
         return Shape(s.c, h, w)
 
-    def work_count(self, in_shapes):
+    def work_count(self, in_shapes, out):
         # the input padded to the taps the pool reads
-        s, o = in_shapes[0], self.out_shape
+        s, o = in_shapes[0], out
         return s.c * ((o.h - 1) * self.stride + self.size) * ((o.w - 1) * self.stride + self.size)
 
     def forward(self, x):
