@@ -9,6 +9,7 @@ alive, and never those of a live (concurrent) writer.
 """
 from __future__ import annotations
 
+import glob
 import os
 import re
 import tempfile
@@ -41,7 +42,7 @@ def remove_dead_temporaries(folder, target: str | None = None) -> list[Path]:
     """Delete ``atomic_write`` temporaries in ``folder`` (of ``target`` only, if given) whose
     writer process is gone; returns what was removed."""
     removed = []
-    pattern = f"{target}.*.tmp" if target else "*.tmp"
+    pattern = f"{glob.escape(target)}.*.tmp" if target else "*.tmp"
     try:
         candidates = list(Path(folder).glob(pattern))
     except OSError:
