@@ -10,6 +10,7 @@ garbage (see :func:`load_weights` for the opt-ins).
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +114,6 @@ def check_header(header: Header, path) -> None:
 
 def _open_regular(path: Path):
     """The open file and its size; a folder, FIFO or device is a WeightsError (checked without blocking)."""
-    import stat
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
@@ -138,7 +138,7 @@ def layer_boundaries(net, header: Header) -> list[int]:
 
 def _size_mismatch(net, path, size: int, sizes: list[int], count: int, partial: bool) -> WeightsError:
     """Why a file of ``size`` bytes cannot fill the first ``count`` layers of ``net``."""
-    n, need = len(net.layers), sizes[count]
+    need = sizes[count]
     if size > sizes[-1]:
         return WeightsError(f"{path}: the file is not for {net.cfg_path}: {size - sizes[-1]} bytes more than "
                             f"it needs (expected {need} bytes, found {size})")

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from pydarknet.network import Darknet  # noqa: E402
-from pydarknet.weights import Header, WeightsError, layer_boundaries, read_header  # noqa: E402
+from pydarknet.weights import WeightsError, layer_boundaries, read_header  # noqa: E402
 
 CFG = ROOT / "cfg" / "shapes-tiny.cfg"
 WEIGHTS = ROOT / "weights" / "shapes-tiny.weights"
