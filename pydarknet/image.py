@@ -49,8 +49,8 @@ def _undecodable(data: np.ndarray, cv_error: str | None) -> str:
         return "empty file"
     head = data[:8].tobytes()
     fmt = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
-    why = f"corrupt or truncated {fmt} data ({data.size} bytes)" if fmt else \
-        f"not an image format OpenCV reads ({data.size} bytes starting {head[:4]!r})"
+    why = f"cannot decode: corrupt or truncated {fmt} data ({data.size} bytes)" if fmt else \
+        f"cannot decode: not an image format OpenCV reads ({data.size} bytes starting {head[:4]!r})"
     return f"{why}: {cv_error}" if cv_error else why
 
 
