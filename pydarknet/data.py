@@ -288,6 +288,11 @@ def _describe(e: Exception) -> str:
     return str(e)
 
 
+def _without_path(message: str, path: str) -> str:
+    """``<path>: <message>``, the path once (load errors often start with it already)."""
+    return message if message.startswith(f"{path}: ") or message.startswith(f"{path} ") else f"{path}: {message}"
+
+
 class DetectionDataset(torch.utils.data.Dataset):
     """Detection training samples as Darknet's ``load_data_detection`` makes them.
 
@@ -346,6 +351,13 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.bad_samples: dict[str, str] = {}
         self._draws = 0
         self._known_bad: dict[int, str] = {}
+        self._reported: set[int] = set()
+
+    def mark_bad(self, index: int, message: str) -> None:
+        """Sample ``index`` was found unusable and reported before training (``scan_samples``):
+        it is skipped from now on without being reported again."""
+        self._known_bad[index] = message
+        self._reported.add(index)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -395,20 +407,23 @@ class DetectionDataset(torch.utils.data.Dataset):
             except _LOAD_ERRORS as e:
                 msg = _describe(e)
                 self._known_bad[index] = msg
-                skips.append((self.paths[index], msg))
+                skips.append((index, self.paths[index], msg))
                 index = int(rng.integers(len(self.paths)))
                 continue
             image, truth = self.make_sample(img, labels, width, height, rng)
             return image, truth, skips
         self._report(skips)
         raise DataError(f"{self.max_retries} samples in a row could not be loaded; the last: "
-                        f"{skips[-1][0]}: {skips[-1][1]}")
+                        f"{_without_path(skips[-1][2], skips[-1][1])}")
 
     def _report(self, skips) -> None:
-        for path, msg in skips:
+        """Warn once per unusable sample (not again for one already reported, e.g. by scan_samples)."""
+        for index, path, msg in skips:
             self.skipped += 1
             self.bad_samples.setdefault(path, msg)
-            warnings.warn(f"skipped training sample {path}: {msg}", DataWarning, stacklevel=3)
+            if index not in self._reported:
+                self._reported.add(index)
+                warnings.warn(f"skipped training sample {_without_path(msg, path)}", DataWarning, stacklevel=3)
 
     def __getitem__(self, key):
         if isinstance(key, SampleKey):

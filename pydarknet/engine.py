@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from .outputs import keep_aside
 from .plots import plot_loss
 from .train import Trainer, TrainingError
 
@@ -308,8 +309,8 @@ class Checkpoints(Hook):
 
 class CsvLog(Hook):
     """``<base>_log.csv``, one row per iteration.  A resumed run keeps the old rows up to the
-    batch it resumes from; a fresh run over an earlier log keeps that log as
-    ``<base>_log.<N>.csv`` (never truncated)."""
+    batch it resumes from; an earlier log that would lose rows (another run's, or rows past the
+    checkpoint this run resumes from) is first kept aside as ``<base>_log.<N>.csv``."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -318,12 +319,11 @@ class CsvLog(Hook):
 
     def start(self, engine):
         start = engine.trainer.batch_num
-        rows = self._kept_rows(start)
-        if start == 0 and self.path.exists():
-            n = 1
-            while self.path.with_name(f"{self.path.stem}.{n}.csv").exists():
-                n += 1
-            os.replace(self.path, self.path.with_name(f"{self.path.stem}.{n}.csv"))
+        everything = self._rows()
+        rows = [r for r in everything or [] if r.get("iteration", "").isdigit() and int(r["iteration"]) <= start] \
+            if start > 0 else []
+        if self.path.exists() and (everything is None or len(rows) < len(everything)):
+            engine.err(f"the earlier log {self.path.name} was kept as {keep_aside(self.path)}")
         tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
         with tmp.open("w", newline="") as f:
             w = csv.DictWriter(f, LOG_FIELDS)
@@ -333,14 +333,13 @@ class CsvLog(Hook):
         self.file = self.path.open("a", newline="")
         self.writer = csv.writer(self.file)
 
-    def _kept_rows(self, start: int) -> list[dict]:
-        if start <= 0 or not self.path.exists():
+    def _rows(self) -> list[dict] | None:
+        """The earlier log's rows ([] when there is none), None when it is not such a log."""
+        if not self.path.exists():
             return []
         with self.path.open(newline="") as f:
             reader = csv.DictReader(f)
-            if reader.fieldnames != LOG_FIELDS:
-                return []
-            return [r for r in reader if r.get("iteration", "").isdigit() and int(r["iteration"]) <= start]
+            return list(reader) if reader.fieldnames == LOG_FIELDS else None
 
     def after_step(self, engine, s):
         self.writer.writerow([s.iteration, f"{s.loss:.7g}", f"{s.avg_loss:.7g}", f"{s.rate:.7g}",

@@ -8,7 +8,9 @@ bit for bit.  Both also accept extra leading (batch) dimensions.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 
 import numpy as np
 import torch
@@ -27,13 +29,12 @@ __all__ = [
 
 
 class ImageError(OSError):
-    """An image file is missing or cannot be decoded."""
+    """An image file is missing or cannot be decoded: ``ImageError(errno, reason, path)``,
+    printed as ``<path>: <reason>`` (the path once, the reason always)."""
 
     def __str__(self) -> str:
-        # A decode error is ImageError(message) with .filename set: print the message,
-        # not OSError's "[Errno None] None: 'file'".
-        if self.errno is None and self.strerror is None and self.args:
-            return str(self.args[0])
+        if self.filename is not None and self.strerror:
+            return f"{os.fsdecode(self.filename)}: {self.strerror}"
         return super().__str__()
 
 
@@ -70,16 +71,20 @@ def load_image(path: str | os.PathLike, decoder: str | None = None) -> torch.Ten
     """
     path = os.fspath(path)
     try:
+        # a FIFO or device would block or never end: only regular files are read
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ImageError(errno.EINVAL, "not a regular file" if not os.path.isdir(path) else "is a directory",
+                             path)
         with open(path, "rb") as f:
             data = f.read()
+    except ImageError:
+        raise
     except OSError as e:
-        raise ImageError(e.errno, f"cannot read image file: {e.strerror}", path) from e
+        raise ImageError(e.errno, e.strerror or str(e), path) from None
     try:
         rgb = decode_image_bytes(data, decoder)
     except DecodeError as e:
-        err = ImageError(f"cannot decode image file {path!r}: {e}")
-        err.filename = path
-        raise err from None
+        raise ImageError(errno.EINVAL, f"cannot decode: {e}" if data else "empty file", path) from None
     return image_from_array(rgb)
 
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from . import cfg as cfgmod
 from .arith import Arithmetic, arithmetic
+from .budget import format_size, memory_budget
 from .resources import resolve_cfg
 from .layers import REGISTRY, BuildError, Layer, Shape
 
@@ -57,52 +58,60 @@ class NetOptions:
     @classmethod
     def from_section(cls, s: cfgmod.Section) -> "NetOptions":
         o = cls()
-        o.batch = s.get_int("batch", 1)
-        o.subdivisions = s.get_int("subdivisions", 1)
-        o.time_steps = s.get_int("time_steps", 1)
+        # Values Darknet would accept but that cannot train or run (negative sizes or rates,
+        # a zero step) are errors here; sizes too large to allocate are found by the budget.
+        o.batch = s.get_int("batch", 1, min=1)
+        o.subdivisions = s.get_int("subdivisions", 1, min=1)
+        o.time_steps = s.get_int("time_steps", 1, min=1)
         s.get_int("notruth", 0)
         o.random = s.get_int("random", 0)
         o.adam = s.get_bool("adam")
         if o.adam:
-            o.B1, o.B2, o.eps = s.get_float("B1", .9), s.get_float("B2", .999), s.get_float("eps", 1e-7)
-        o.height = s.get_int("height", 0)
-        o.width = s.get_int("width", 0)
-        o.channels = s.get_int("channels", 0)
+            o.B1, o.B2 = s.get_float("B1", .9, min=0, max=1), s.get_float("B2", .999, min=0, max=1)
+            o.eps = s.get_float("eps", 1e-7, min=0)
+        o.height = s.get_int("height", 0, min=0)
+        o.width = s.get_int("width", 0, min=0)
+        o.channels = s.get_int("channels", 0, min=0)
         inputs = s.get_int("inputs", o.height * o.width * o.channels)
         if not inputs or not (o.height and o.width and o.channels):
             raise s.error("needs width=, height= and channels= (Darknet: 'No input parameters supplied')")
-        o.max_crop = s.get_int("max_crop", o.width * 2)
-        o.min_crop = s.get_int("min_crop", o.width)
-        o.max_ratio = s.get_float("max_ratio", o.max_crop / o.width)
-        o.min_ratio = s.get_float("min_ratio", o.min_crop / o.width)
+        o.max_crop = s.get_int("max_crop", o.width * 2, min=0)
+        o.min_crop = s.get_int("min_crop", o.width, min=0)
+        o.max_ratio = s.get_float("max_ratio", o.max_crop / o.width, min=0)
+        o.min_ratio = s.get_float("min_ratio", o.min_crop / o.width, min=0)
         o.center = s.get_int("center", 0)
-        o.clip = s.get_float("clip", 0.)
+        o.clip = s.get_float("clip", 0., min=0)
         o.angle = s.get_float("angle", 0.)
-        o.aspect = s.get_float("aspect", 1.)
-        o.saturation = s.get_float("saturation", 1.)
-        o.exposure = s.get_float("exposure", 1.)
+        o.aspect = s.get_float("aspect", 1., min=0)
+        o.saturation = s.get_float("saturation", 1., min=0)
+        o.exposure = s.get_float("exposure", 1., min=0)
         o.hue = s.get_float("hue", 0.)
-        o.learning_rate = s.get_float("learning_rate", .001)
-        o.momentum = s.get_float("momentum", .9)
-        o.decay = s.get_float("decay", .0001)
+        o.learning_rate = s.get_float("learning_rate", .001, min=0)
+        o.momentum = s.get_float("momentum", .9, min=0)
+        o.decay = s.get_float("decay", .0001, min=0)
         o.policy = s.get_choice("policy", POLICIES, "constant")
-        o.burn_in = s.get_int("burn_in", 0)
+        o.burn_in = s.get_int("burn_in", 0, min=0)
         o.power = s.get_float("power", 4.)
         if o.policy == "step":
-            o.step, o.scale = s.get_int("step", 1), s.get_float("scale", 1.)
+            o.step, o.scale = s.get_int("step", 1, min=1), s.get_float("scale", 1., min=0)
         elif o.policy == "steps":
             o.steps = s.get_list("steps", int, required=True)
-            o.scales = s.get_list("scales", float, required=True)
+            o.scales = s.get_list("scales", float, required=True, min=0)
             if len(o.scales) < len(o.steps):
                 raise s.error(f"steps has {len(o.steps)} values but scales only {len(o.scales)}", "scales")
         elif o.policy == "exp":
-            o.gamma = s.get_float("gamma", 1.)
+            o.gamma = s.get_float("gamma", 1., min=0)
         elif o.policy == "sigmoid":
             o.gamma, o.step = s.get_float("gamma", 1.), s.get_int("step", 1)
-        o.max_batches = s.get_int("max_batches", 0)
-        if o.batch < 1 or o.subdivisions < 1:
-            raise s.error("batch and subdivisions must be positive")
+        o.max_batches = s.get_int("max_batches", 0, min=0)
         return o
+
+
+def _budget_or_error(budget) -> int:
+    try:
+        return memory_budget(budget)
+    except ValueError as e:
+        raise cfgmod.CfgError(str(e)) from None
 
 
 class Darknet(nn.Module):
@@ -114,13 +123,18 @@ class Darknet(nn.Module):
 
     ``exact=True`` (the default) makes inference follow Darknet's own float arithmetic and
     reproduce the reference build bit for bit; ``exact=False`` uses plain PyTorch kernels,
-    several times faster and within float32 noise (~1e-5) of Darknet.  Training (``train()``
+    several times faster and within float32 noise (~1e-5) of Darknet.
+
+    ``memory_budget`` (bytes, or a size such as ``"8G"``; default ``$PYDARKNET_MEMORY_BUDGET``
+    or 2 GiB) bounds what the cfg may ask for: each layer's parameters and output are
+    estimated from the inferred shapes before any tensor is created, and a layer or a
+    network above the budget is a CfgError naming the cfg line and the size.  Training (``train()``
     mode) always uses the plain convolution kernels, since autograd needs them; ``exact``
     then only makes batch norm sum its statistics in Darknet's float order, which puts the
     loss within ~1e-6 of Darknet's instead of ~1e-4 (at about twice the cost per step).
     """
 
-    def __init__(self, cfg, *, text: str | None = None, exact: bool = True):
+    def __init__(self, cfg, *, text: str | None = None, exact: bool = True, memory_budget: int | str | None = None):
         super().__init__()
         if text is None:
             cfg = resolve_cfg(cfg)     # a bare name such as "yolov2-voc" is a shipped cfg
@@ -138,16 +152,41 @@ class Darknet(nn.Module):
         self.layers = nn.ModuleList()
         if len(sections) < 2:
             raise cfgmod.CfgError(f"{self.cfg_path}: no layers after [net]")
+        self._budget = _budget_or_error(memory_budget)
+        total, work = 4 * self.width * self.height * self.channels, 0
+        self._check_budget(sections[0], None, total, "its input")
         for index, section in enumerate(sections[1:]):
             if section.kind == "net":
                 raise section.error("a second [net] section is not allowed")
             layer = REGISTRY[section.kind](section, index)
-            layer.build([self._source_shape(j) for j in layer.sources])
+            in_shapes = [self._source_shape(j) for j in layer.sources]
+            # everything is sized from the shapes before build() allocates the parameters
+            params = 4 * layer.param_count(in_shapes)
+            self._check_budget(section, params, total + work + params, "its parameters")
+            shape = layer.infer_shape(in_shapes)
+            out, scratch = 4 * shape.numel, 4 * layer.work_count(in_shapes, shape)
+            total += params + out
+            work = max(work, scratch)
+            self._check_budget(section, params + out + scratch, total + work,
+                               "this layer (parameters, output and scratch space for one image)")
+            layer.build(in_shapes)
             section.warn_unused()
             self.layers.append(layer)
+        #: Bytes of parameters, activations of one image and the largest scratch space (an estimate).
+        self.memory_estimate = total + work
         sections[0].warn_unused()
         self._plan()
         self.exact = exact
+
+    def _check_budget(self, section, layer_bytes, total: int, what: str) -> None:
+        """A CfgError when one layer (``layer_bytes``) or the network so far (``total``) is over budget."""
+        whole = "the network up to here (parameters, one image's activations, the largest scratch space)"
+        over = [(n, who) for n, who in ((layer_bytes, what), (total, whole)) if n is not None and n > self._budget]
+        if over:
+            n, who = over[0]
+            raise section.error(f"{who} would need {format_size(n)} ({n} bytes of float32), over the memory "
+                                f"budget of {format_size(self._budget)} (raise it with memory_budget= or "
+                                f"PYDARKNET_MEMORY_BUDGET)")
 
     @property
     def exact(self) -> bool:
@@ -240,10 +279,13 @@ class Darknet(nn.Module):
         return self._run(x, keep=True)
 
     # --- weights --------------------------------------------------------------
-    def load_weights(self, path, cutoff: int | None = None):
-        """Read a Darknet ``.weights`` file (the first ``cutoff`` layers only, if given)."""
+    def load_weights(self, path, cutoff: int | None = None, *, partial: bool = False,
+                     allow_trailing: bool = False, allow_nonfinite: bool = False):
+        """Read a Darknet ``.weights`` file (the first ``cutoff`` layers only, if given); it must fit
+        this cfg exactly unless ``partial=True`` (a backbone file) — see :func:`pydarknet.weights.load_weights`."""
         from .weights import load_weights
-        return load_weights(self, path, cutoff)
+        return load_weights(self, path, cutoff, partial=partial, allow_trailing=allow_trailing,
+                            allow_nonfinite=allow_nonfinite)
 
     def save_weights(self, path, cutoff: int | None = None, *, header=None):
         """Write a Darknet ``.weights`` file, in the format of the file last read unless ``header`` says."""

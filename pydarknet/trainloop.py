@@ -46,10 +46,11 @@ import torch
 
 from .data import (DataConfig, DataError, DetectionBatchSampler, DetectionDataset, DetectionLoader, MultiScale,
                    detection_options, label_path, read_labels)
+from .atomic import remove_dead_temporaries
 from .distributed import DataParallelTrainer, Replicas, init_replicas
 from .engine import Checkpoints, CsvLog, Engine, Hook, LogLines, LossPlot, ProgressBar
 from .network import Darknet
-from .train import TrainingError  # noqa: F401  (raised through the engine; re-exported)
+from .train import TrainingError
 
 __all__ = ["TrainConfig", "TrainResult", "train_detector", "scan_samples", "prepare_network", "standard_hooks",
            "run_engine", "say_and_err", "describe_loader_failure", "report_skipped", "shutdown_loader"]
@@ -140,17 +141,18 @@ def scan_samples(dataset: DetectionDataset) -> list[str]:
     for i in range(len(dataset)):
         path = dataset.image_path(i)
         at = f"{dataset.list_path}:{lines[i]}: " if i < len(lines) else ""
+        lpath = label_path(path)
         if not os.path.isfile(path):
             problems.append(f"{at}no such image file {path}")
-            continue
-        lpath = label_path(path)
-        if not os.path.isfile(lpath):
+        elif not os.path.isfile(lpath):
             problems.append(f"{lpath}: no such label file (for image {path})")
-            continue
-        try:
-            read_labels(lpath, dataset.classes)
-        except DataError as e:
-            problems.append(str(e))
+        else:
+            try:
+                read_labels(lpath, dataset.classes)
+                continue
+            except DataError as e:
+                problems.append(str(e))
+        dataset.mark_bad(i, problems[-1])    # reported here once, not again when training draws it
     return problems
 
 
@@ -171,12 +173,19 @@ def prepare_network(cfg: TrainConfig, replicas: Replicas, err) -> Darknet:
     net = Darknet(cfg.cfg, exact=cfg.exact)
     if cfg.weights:
         err(f"Loading weights from {cfg.weights}...")
-        net.load_weights(cfg.weights)
+        net.load_weights(cfg.weights, partial=True)   # a backbone (darknet19_448.conv.23) is fine
         err("Done!")
     if cfg.clear:
         net.seen = 0
     if cfg.max_batches is not None:
         net.options.max_batches = int(cfg.max_batches)
+    o = net.options
+    batch = max(o.batch // o.subdivisions, 1) * o.subdivisions
+    if cfg.weights and int(net.seen) // batch >= o.max_batches > 0:
+        raise TrainingError(f"{cfg.weights} has already seen {net.seen} images, batch {int(net.seen) // batch}, and "
+                            f"max_batches is {o.max_batches}: nothing to train (Darknet would only save "
+                            f"_final.weights); use --clear to restart the schedule from these weights, or raise "
+                            f"max_batches")
     net.to(torch.device(cfg.device)).train()
     if replicas.world > 1:
         replicas.broadcast_state(net)
@@ -239,8 +248,9 @@ def report_skipped(loader, replicas: Replicas, device, err) -> None:
     if total:
         files = sorted(loader.bad_samples)
         more = f" and {len(files) - 10} more" if len(files) > 10 else ""
+        # the reasons were reported when each sample was first found unusable: name the files only
         err(f"warning: skipped {total} bad samples" + (" (all processes)" if replicas.world > 1 else "") +
-            ": " + "; ".join(f"{p}: {loader.bad_samples[p]}" for p in files[:10]) + more)
+            ": " + ", ".join(files[:10]) + more)
 
 
 def run_engine(trainer, batches, hooks, checkpoints: Checkpoints, cfg: TrainConfig, replicas: Replicas,
@@ -274,6 +284,8 @@ def _train(cfg: TrainConfig, out, replicas: Replicas) -> TrainResult:
     data = DataConfig.from_file(cfg.data)
     backup = Path(cfg.backup or data.backup)
     backup.mkdir(parents=True, exist_ok=True)
+    if replicas.main:
+        remove_dead_temporaries(backup)     # of checkpoint writers killed before they renamed
     base = Path(cfg.cfg).stem
     say(base)
     seed = replicas.agree_on_seed(cfg.seed, torch.device(cfg.device)) if replicas.world > 1 else cfg.seed

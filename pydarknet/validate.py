@@ -110,7 +110,7 @@ def run_valid(net, paths: Sequence[str], out_dir, names: Sequence[str], thresh: 
                     imgs.append(load_image(p))
                     ids.append(image_id(p))
                 except ImageError as e:
-                    report(f"error: cannot read image {p}: {e}")
+                    report(f"error: cannot read image {e}")
                     failed += 1
             if not imgs:
                 continue

@@ -4,13 +4,13 @@ Header: int32 major, minor, revision, then ``seen`` as uint64 when
 major*10+minor >= 2 (and both < 1000), else int32.  Files with major or minor
 above 1000 store connected-layer matrices transposed.  Reading then writing a
 file gives the same bytes; unlike Darknet, a short file, a file for another
-cfg and trailing bytes are reported instead of read as garbage.
+cfg, trailing bytes, NaN/Inf values and impossible headers are errors instead of
+garbage (see :func:`load_weights` for the opt-ins).
 """
 from __future__ import annotations
 
 import os
-import tempfile
-import time
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_write
+
 __all__ = ["Header", "WeightsError", "load_weights", "save_weights", "weights_bytes", "read_header",
-           "atomic_write"]
+           "check_header", "layer_boundaries", "atomic_write"]
 
 
 class WeightsError(ValueError):
@@ -98,50 +100,163 @@ def _what_it_is(size: int, net) -> str:
     return f"; {what}" if what else ""
 
 
-def load_weights(net, path, cutoff: int | None = None) -> Header:
-    """Fill ``net``'s parameters from a Darknet weights file; sets ``net.seen`` and ``net.header``."""
-    path = Path(path)
+#: Versions Darknet writes: 0.1.x (32-bit ``seen``) and 0.2.x (64-bit); old files that store
+#: connected layers transposed mark it with a major or minor version above 1000.
+KNOWN_MAJOR = {0, 1000, 1001, 1002}
+KNOWN_MINOR = {0, 1, 2, 1000, 1001, 1002}
+#: Largest credible ``seen`` (images trained on): 2^48 is ~10^6 passes over ImageNet-22k.
+MAX_SEEN = 1 << 48
+
+
+def check_header(header: Header, path) -> None:
+    """A WeightsError for a header no Darknet writes (not a weights file, or a corrupted one)."""
+    h = header
+    if h.major not in KNOWN_MAJOR or h.minor not in KNOWN_MINOR or not 0 <= h.revision < 1000:
+        raise WeightsError(f"{path}: version {h.major}.{h.minor}.{h.revision} is not one Darknet writes "
+                           f"(0.1.x or 0.2.x): not a Darknet weights file, or a corrupted header")
+    if not 0 <= h.seen < MAX_SEEN:
+        raise WeightsError(f"{path}: the header says {h.seen} images were seen (must lie in 0..2^48): "
+                           f"a corrupted header")
+
+
+def _open_regular(path: Path):
+    """The open file and its size; a folder, FIFO or device is a WeightsError (checked without blocking)."""
     try:
-        buf = path.read_bytes()
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise WeightsError(f"{path}: is {'a directory' if stat.S_ISDIR(st.st_mode) else 'not a regular file'}, "
+                               f"not a weights file")
+        f = open(path, "rb")
     except FileNotFoundError:
         raise WeightsError(f"{path}: no such weights file") from None
-    header = read_header(buf, path)
-    need = expected_size(net, cutoff, header)
-    data = np.frombuffer(buf, "<f4", (len(buf) - header.nbytes) // 4, header.nbytes)
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read ({e.strerror or e})") from None
+    return f, st.st_size
+
+
+def layer_boundaries(net, header: Header) -> list[int]:
+    """``sizes[k]``: bytes of a file holding the weights of the first k layers (k = 0..len(layers))."""
+    stored = {id(layer): sum(p.numel() for p in ps) for layer, ps in _layer_blobs(net, None, True)}
+    sizes = [header.nbytes]
+    for layer in net.layers:
+        sizes.append(sizes[-1] + 4 * stored.get(id(layer), 0))
+    return sizes
+
+
+def _size_mismatch(net, path, size: int, sizes: list[int], count: int, partial: bool) -> WeightsError:
+    """Why a file of ``size`` bytes cannot fill the first ``count`` layers of ``net``, naming what
+    the file is when its size is that of a published model or of another shipped cfg."""
+    error = _size_mismatch_reason(net, path, size, sizes, count, partial)
+    return WeightsError(f"{error}{_what_it_is(size, net)}")
+
+
+def _size_mismatch_reason(net, path, size: int, sizes: list[int], count: int, partial: bool) -> str:
+    need = sizes[count]
+    if size > sizes[-1]:
+        return (f"{path}: the file is not for {net.cfg_path}: {size - sizes[-1]} bytes more than "
+                f"it needs (expected {need} bytes, found {size})")
+    if size in sizes:
+        k = max(i for i, b in enumerate(sizes) if b == size)
+        if k == 0:
+            return (f"{path}: holds a header and no layer weights ({size} bytes; {net.cfg_path} "
+                    f"needs {need})")
+        how = ("" if partial else "; load it with partial=True to start training from these layers "
+               "(the others keep their initialisation)")
+        return (f"{path}: holds weights for the first {k} of the {count} layers of {net.cfg_path} "
+                f"only (expected {need} bytes, found {size}): a partial file{how}")
+    at = max(i for i, b in enumerate(sizes) if b <= size)
+    layer = net.layers[at]
+    return (f"{path}: file size does not fit {net.cfg_path}: expected {need} bytes, found {size} "
+            f"(it ends inside layer {layer.index} [{layer.header}], line {layer.line}, whose "
+            f"weights run from byte {sizes[at]} to {sizes[at + 1]}): the file is not for "
+            f"{net.cfg_path}, or is truncated")
+
+
+def _layers_to_fill(net, path, size: int, header: Header, cutoff, partial: bool, allow_trailing: bool) -> int:
+    """How many layers a file of ``size`` bytes fills, or a WeightsError (see :func:`load_weights`)."""
+    sizes = layer_boundaries(net, header)
+    n = len(net.layers)
+    count = n if cutoff is None else max(0, min(int(cutoff), n))
+    if size == sizes[count]:
+        return count
+    if cutoff is not None and size in sizes[count:]:
+        return count            # a longer file for this cfg: Darknet's load_weights_upto reads its start
+    if partial and size in sizes[1:count]:
+        k = max(i for i, b in enumerate(sizes) if b == size)
+        warnings.warn(f"{path}: fills the first {k} of the {count} layers of {net.cfg_path} ({size} of "
+                      f"{sizes[count]} bytes); the other layers keep their initialisation", stacklevel=4)
+        return k
+    if allow_trailing and size > sizes[count]:
+        warnings.warn(f"{path}: {size - sizes[count]} trailing bytes after the last layer ignored "
+                      f"(expected {sizes[count]} bytes for {net.cfg_path}, found {size})", stacklevel=4)
+        return count
+    raise _size_mismatch(net, path, size, sizes, count, partial)
+
+
+def _check_values(net, path, blobs, data: np.ndarray, allow_nonfinite: bool) -> None:
+    """Non-finite values (each layer named) and negative batch-norm variances, before anything is copied."""
+    bad, offset = [], 0
+    for layer, params in blobs:
+        for p in params:
+            chunk = data[offset:offset + p.numel()]
+            name = _param_name(layer, p)
+            finite = np.isfinite(chunk)
+            if not finite.all():
+                bad.append(f"layer {layer.index} [{layer.header}] (line {layer.line}) {name}: "
+                           f"{int(np.isnan(chunk).sum())} NaN, {int(np.isinf(chunk).sum())} infinite")
+            elif name == "rolling_variance" and (chunk < 0).any():
+                raise WeightsError(
+                    f"{path}: layer {layer.index} [{layer.header}] reads a negative batch-norm variance: "
+                    f"this file is not for {net.cfg_path}")
+            offset += p.numel()
+    if bad and not allow_nonfinite:
+        raise WeightsError(f"{path}: non-finite values in " + "; ".join(bad[:5])
+                           + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+                           + " (pass allow_nonfinite=True to load them anyway)")
+    if bad:
+        warnings.warn(f"{path}: loaded non-finite values in " + "; ".join(bad[:5]), stacklevel=4)
+
+
+def _param_name(layer, tensor) -> str:
+    return next((name for name, p in layer.named_parameters(recurse=False) if p is tensor), None) or \
+        next((name for name, b in layer.named_buffers(recurse=False) if b is tensor), "values")
+
+
+def load_weights(net, path, cutoff: int | None = None, *, partial: bool = False, allow_trailing: bool = False,
+                 allow_nonfinite: bool = False) -> Header:
+    """Fill ``net``'s parameters from a Darknet weights file; sets ``net.seen`` and ``net.header``.
+
+    The file must hold exactly the weights of ``net``'s layers (the first ``cutoff`` ones
+    when given; then a longer file for the same cfg is read up to there, as Darknet's
+    ``load_weights_upto``).  Unlike Darknet, which reads garbage or zeros, these are
+    WeightsErrors, raised before any parameter changes: a file for another cfg (shorter or
+    longer), a header no Darknet writes (version, ``seen``), NaN or infinite values (named by
+    layer), a negative variance.  Opt-ins: ``partial=True`` accepts a file that ends at a layer
+    boundary (a backbone such as ``darknet19_448.conv.23``; the other layers keep their
+    initialisation, with a warning saying how many it fills), ``allow_trailing=True`` ignores
+    bytes after the last layer, ``allow_nonfinite=True`` loads NaN/Inf values with a warning.
+    """
+    path = Path(path)
+    f, size = _open_regular(path)
+    with f:
+        header = read_header(f.read(20), path)
+        check_header(header, path)
+        count = _layers_to_fill(net, path, size, header, cutoff, partial, allow_trailing)
+        f.seek(header.nbytes)
+        need = (layer_boundaries(net, header)[count] - header.nbytes) // 4
+        data = np.fromfile(f, "<f4", need)
+    if data.size != need:
+        raise WeightsError(f"{path}: changed while being read ({data.size} of {need} values)")
+    blobs = list(_layer_blobs(net, count, True))
+    _check_values(net, path, blobs, data, allow_nonfinite)
     offset = 0
     with torch.no_grad():
-        for layer, params in _layer_blobs(net, cutoff, True):
-            size = sum(p.numel() for p in params)
-            if offset == data.size and len(buf) == header.nbytes + 4 * offset and offset:
-                # The file ends exactly at a layer boundary: a partial file (darknet partial).
-                warnings.warn(f"{path}: holds weights for the layers before layer {layer.index} only "
-                              f"({len(buf)} of {need} bytes); the remaining layers keep their "
-                              f"initialisation (a partial file such as darknet19_448.conv.23)", stacklevel=3)
-                break
-            if offset + size > data.size:
-                raise WeightsError(
-                    f"{path}: file is too short for {net.cfg_path}: expected {need} bytes, found {len(buf)} "
-                    f"(ran out in layer {layer.index} [{layer.header}], which needs {4 * size} bytes at "
-                    f"byte {header.nbytes + 4 * offset}){_what_it_is(len(buf), net)}")
+        for layer, params in blobs:
             for p in params:
                 from_file, _ = _file_view(layer, p, header)
                 block = torch.from_numpy(from_file(data[offset:offset + p.numel()]).copy())
                 p.copy_(block.to(p.dtype))
                 offset += p.numel()
-            var = getattr(layer, "rolling_variance", None)
-            if var is not None and any(v is var for v in params) and not bool((var >= 0).all()):
-                raise WeightsError(
-                    f"{path}: layer {layer.index} [{layer.header}] reads a negative batch-norm variance: "
-                    f"this file is not for {net.cfg_path} (expected {need} bytes, found {len(buf)})"
-                    f"{_what_it_is(len(buf), net)}")
-    used = header.nbytes + 4 * offset
-    if used < len(buf) and cutoff is None:
-        what = _what_it_is(len(buf), net)
-        if what:  # the whole file of another model: its last layers read garbage
-            raise WeightsError(f"{path}: {len(buf)} bytes does not fit {net.cfg_path} (expected {need}){what}")
-        warnings.warn(f"{path}: {len(buf) - used} trailing bytes after the last layer "
-                      f"(expected {need} bytes for {net.cfg_path}, found {len(buf)}); they were ignored",
-                      stacklevel=3)
     net.seen = header.seen
     net.header = (header.major, header.minor, header.revision)
     return header
@@ -167,39 +282,3 @@ def save_weights(net, path, cutoff: int | None = None, *, header: Header | str |
     if header == "current":
         header = Header(0, 2, 0, int(net.seen))
     atomic_write(path, weights_bytes(net, cutoff, header))
-
-
-def _remove_stale_temporaries(path: Path, age: float = 3600.) -> None:
-    """Temporary files of ``path`` left by a writer that was killed (older than ``age`` seconds,
-    so that a concurrent writer's file is never touched)."""
-    now = time.time()
-    for stale in path.parent.glob(path.name + ".*.tmp"):
-        try:
-            if now - stale.stat().st_mtime > age:
-                stale.unlink()
-        except OSError:
-            pass
-
-
-def atomic_write(path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``:
-    readers (and a crash) see the old file or the new one, never half of one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-        _remove_stale_temporaries(path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -445,12 +445,14 @@ def test_darknet19_448_conv23_fills_the_first_23_layers_of_yolov2_voc(tmp_path, 
     # darknet19_64's recipe file is also one for darknet19_448 (same layers, another input size)
     partial(cls_cfg, recipe_weights(*_recipe("darknet19_64_synth")), tmp_path / "darknet19_448.conv.23", 23)
     classifier = net_of(cls_cfg)
-    with pytest.warns(UserWarning, match="before layer 23 only"):
-        classifier.load_weights(tmp_path / "darknet19_448.conv.23")
+    with pytest.warns(UserWarning, match="fills the first 23 of the 26 layers"):
+        classifier.load_weights(tmp_path / "darknet19_448.conv.23", partial=True)
     det = net_of(CFG / "yolov2-voc.cfg")
     before = {k: v.clone() for k, v in det.state_dict().items()}
-    with pytest.warns(UserWarning, match="before layer 23 only"):
-        header = det.load_weights(tmp_path / "darknet19_448.conv.23")
+    with pytest.raises(WeightsError, match="first 23 of the 32 layers"):
+        det.load_weights(tmp_path / "darknet19_448.conv.23")   # inference refuses a backbone file
+    with pytest.warns(UserWarning, match="fills the first 23 of the 32 layers"):
+        header = det.load_weights(tmp_path / "darknet19_448.conv.23", partial=True)
     assert header == Header(0, 2, 0, 0) and det.seen == 0
     for k, v in det.state_dict().items():
         i = int(k.split(".")[1])

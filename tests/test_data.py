@@ -502,7 +502,8 @@ def test_bad_samples_are_skipped_and_counted(tmp_path):
     with pytest.warns(DataWarning) as record:
         batches = list(loader)
     assert len(batches) == 6 and all(b[0].shape == (8, 3, 32, 32) for b in batches)
-    assert loader.skipped >= 8 and loader.skipped == len(record)
+    # each bad sample is reported once however often it is drawn (skipped counts every draw)
+    assert loader.skipped >= 8 and len(record) == 4
     assert set(loader.bad_samples) == {bad_class, no_label, str(corrupt), missing}
     msgs = " ".join(str(r.message) for r in record)
     assert "badclass.txt:2: class 9 out of range" in msgs and "cannot decode" in msgs
@@ -510,10 +511,11 @@ def test_bad_samples_are_skipped_and_counted(tmp_path):
     # Indexing the dataset directly: a bad index is replaced by a good sample, with a warning.
     ds = loader.dataset
     before = ds.skipped
-    with pytest.warns(DataWarning) as rec:
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
         image, truth = ds[2]
-    assert "badclass" in str(rec[0].message)
-    assert image.shape == (3, 32, 32) and ds.skipped == before + len(rec)
+    assert all("badclass" in str(r.message) for r in rec) and len(rec) <= 1   # at most once
+    assert image.shape == (3, 32, 32) and ds.skipped > before   # every bad draw counted
     # Nothing loadable at all: a clear error instead of an endless loop.
     ds = DetectionDataset([missing, no_label], 32, 32, max_retries=5)
     with warnings.catch_warnings():

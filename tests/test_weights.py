@@ -100,11 +100,13 @@ def test_file_for_another_cfg_is_a_clear_error(tmp_path):
         Darknet(tiny_cfg).load_weights(tmp_path / "mini.weights")
 
 
-def test_trailing_bytes_warn(tmp_path):
+def test_trailing_bytes_are_an_error_unless_allowed(tmp_path):
     cfg, data, _ = recipe("mini_yolov2_synth")
     (tmp_path / "long.weights").write_bytes(data + b"\0" * 8)
-    with pytest.warns(UserWarning, match="8 trailing bytes"):
+    with pytest.raises(WeightsError, match="not for .*8 bytes more than it needs"):
         Darknet(cfg).load_weights(tmp_path / "long.weights")
+    with pytest.warns(UserWarning, match="8 trailing bytes"):
+        Darknet(cfg).load_weights(tmp_path / "long.weights", allow_trailing=True)
 
 
 def test_missing_file_is_a_clear_error(tmp_path):
@@ -125,8 +127,10 @@ def test_cutoff_saves_and_loads_the_first_layers(tmp_path):
 
     fresh = Darknet(cfg)
     before = fresh.layers[5].weight.detach().clone()
-    with pytest.warns(UserWarning, match="before layer 5 only"):
+    with pytest.raises(WeightsError, match="first 5 of the 23 layers .* a partial file; load it with partial=True"):
         fresh.load_weights(tmp_path / "part")
+    with pytest.warns(UserWarning, match="fills the first 5 of the 23 layers"):
+        fresh.load_weights(tmp_path / "part", partial=True)
     assert torch.equal(fresh.layers[4].weight, net.layers[4].weight)
     assert torch.equal(fresh.layers[5].weight, before)  # not in the file: left as initialised
     with warnings.catch_warnings():

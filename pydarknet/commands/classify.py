@@ -78,7 +78,7 @@ def _classify_one(net, path: str, top: int, as_json: bool, text_out) -> bool:
     try:
         img = load_image(path)
     except ImageError as e:
-        print(f"error: cannot read image {path}: {e}", file=sys.stderr)
+        print(f"error: cannot read image {e}", file=sys.stderr)
         return False
     start = time.perf_counter()
     found = classify(net, img, top)

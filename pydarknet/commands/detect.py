@@ -23,6 +23,7 @@ from ..detect import detect
 from ..draw import draw_detections
 from ..image import ImageError, load_image, to_uint8
 from ..network import Darknet
+from ..outputs import result_names
 from .common import USER_ERRORS, class_names, expand_inputs, fail, setup_command
 
 
@@ -60,10 +61,13 @@ def _load(args) -> tuple[Darknet, list[str]]:
     return net, expand_inputs(args.images)
 
 
-def _target(out_dir: Path | None, path: str, i: int, many: bool) -> Path:
+def _targets(out_dir: Path | None, paths: list[str]) -> list[Path]:
+    """One result file per input, never the same for two (good.jpg/good.png, a/x.jpg/b/x.jpg)."""
     if out_dir:
-        return out_dir / (Path(path).stem + ".jpg")
-    return Path(f"predictions_{i:04d}_{Path(path).stem}.jpg" if many else "predictions.jpg")
+        return [out_dir / name for name in result_names(paths)]
+    if len(paths) == 1:
+        return [Path("predictions.jpg")]
+    return [Path(f"predictions_{i:04d}_{Path(p).stem}.jpg") for i, p in enumerate(paths)]
 
 
 def _detect_one(net, args, path: str, target: Path, text_out) -> bool:
@@ -71,7 +75,7 @@ def _detect_one(net, args, path: str, target: Path, text_out) -> bool:
     try:
         img = load_image(path)
     except ImageError as e:
-        print(f"error: cannot read image {path}: {e}", file=sys.stderr)
+        print(f"error: cannot read image {e}", file=sys.stderr)
         return False
     start = time.perf_counter()
     found = detect(net, img, args.thresh, args.hier, args.nms)
@@ -79,7 +83,11 @@ def _detect_one(net, args, path: str, target: Path, text_out) -> bool:
     for d in found:
         print(d.darknet_line(), file=text_out)
     picture = draw_detections(to_uint8(img), found, net.detection_layer.classes)
-    cv2.imwrite(str(target), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(target), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
+        print(f"error: cannot write {target}", file=sys.stderr)
+        return False
+    print(f"wrote {target}", file=sys.stderr)
     if args.json:
         print(json.dumps({"image": path, "width": int(img.shape[2]), "height": int(img.shape[1]),
                           "detections": [d.to_dict() for d in found]}), flush=True)
@@ -100,8 +108,7 @@ def run(args) -> int:
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
     text_out = sys.stderr if args.json else sys.stdout
-    failed = sum(not _detect_one(net, args, p, _target(out_dir, p, i, len(paths) > 1), text_out)
-                 for i, p in enumerate(paths))
+    failed = sum(not _detect_one(net, args, p, target, text_out) for p, target in zip(paths, _targets(out_dir, paths)))
     return 1 if failed else 0
 
 

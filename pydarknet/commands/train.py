@@ -61,7 +61,7 @@ def check_inputs(args) -> None:
     if not args.quiet:
         print(net.summary(), file=sys.stderr)
     if args.weights:
-        net.load_weights(args.weights)
+        net.load_weights(args.weights, partial=True)   # a backbone (partial file) is fine for training
     if net.detection_layer is None:
         raise CfgError(f"{args.cfg} has no [region] layer: it is not a detector")
     data = datamod.DataConfig.from_file(args.data)

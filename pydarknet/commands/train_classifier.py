@@ -29,7 +29,7 @@ def check_inputs(args) -> None:
     if not args.quiet:
         print(net.summary(), file=sys.stderr)
     if args.weights:
-        net.load_weights(args.weights)
+        net.load_weights(args.weights, partial=True)   # a backbone (partial file) is fine for training
     data = ClassifierData.from_file(args.data)
     if net.output_shape.numel != data.classes:
         raise DataError(f"{args.data}: classes={data.classes} but the last layer of {args.cfg} "

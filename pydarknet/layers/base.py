@@ -71,8 +71,8 @@ class Layer(nn.Module):
         self.dontloadscales = section.get_bool("dontloadscales")
         self.stopbackward = section.get_bool("stopbackward")
         self.onlyforward = section.get_bool("onlyforward")
-        self.learning_rate_scale = section.get_float("learning_rate", 1.)
-        self.smooth = section.get_float("smooth", 0.)
+        self.learning_rate_scale = section.get_float("learning_rate", 1., min=0)
+        self.smooth = section.get_float("smooth", 0., min=0)
         section.get_int("truth", 0)
         if section.get_int("numload", 0):
             raise section.error("numload= is not supported by pydarknet", "numload")
@@ -84,6 +84,15 @@ class Layer(nn.Module):
     def error(self, message: str) -> BuildError:
         return BuildError(f"{self.path}:{self.line}: layer {self.index} [{self.header}]: {message}")
 
+    def param_count(self, in_shapes: list[Shape]) -> int:
+        """How many numbers ``build`` will allocate for these inputs (checked against the
+        memory budget before they are allocated)."""
+        return 0
+
+    def work_count(self, in_shapes: list[Shape], out: Shape) -> int:
+        """Numbers of scratch memory a forward needs beyond its output (Darknet's workspace)."""
+        return 0
+
     def build(self, in_shapes: list[Shape]) -> Shape:
         return self.reshape(in_shapes)
 
@@ -93,6 +102,7 @@ class Layer(nn.Module):
         return self.out_shape
 
     def infer_shape(self, in_shapes: list[Shape]) -> Shape:
+        """The output shape for these inputs; also called before ``build`` (nothing allocated yet)."""
         return in_shapes[0]
 
     def darknet_params(self) -> list[torch.Tensor]:

@@ -15,10 +15,13 @@ from .batchnorm import normalize_and_activate
 class Connected(Layer):
     def __init__(self, section, index):
         super().__init__(section, index)
-        self.outputs = section.get_int("output", 1)
+        self.outputs = section.get_int("output", 1, min=1)
         self.activation = section.get_choice("activation", ACTIVATIONS, "logistic")
         self.batch_normalize = section.get_bool("batch_normalize")
         self._act = activation(self.activation)
+
+    def param_count(self, in_shapes):
+        return self.outputs * (in_shapes[0].numel + (4 if self.batch_normalize else 1))
 
     def build(self, in_shapes):
         inputs = in_shapes[0].numel
@@ -32,7 +35,7 @@ class Connected(Layer):
         return super().build(in_shapes)
 
     def infer_shape(self, in_shapes):
-        if in_shapes[0].numel != self.weight.shape[1]:
+        if hasattr(self, "weight") and in_shapes[0].numel != self.weight.shape[1]:
             raise self.error(f"expects {self.weight.shape[1]} inputs, got {in_shapes[0].numel}: "
                              f"a connected layer cannot change its input size")
         return Shape(self.outputs, 1, 1)

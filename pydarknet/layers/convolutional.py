@@ -16,14 +16,14 @@ from .batchnorm import bn_denominator, normalize_and_activate
 class Convolutional(Layer):
     def __init__(self, section, index):
         super().__init__(section, index)
-        self.filters = section.get_int("filters", 1)
-        self.size = section.get_int("size", 1)
-        self.stride = section.get_int("stride", 1)
+        self.filters = section.get_int("filters", 1, min=1)
+        self.size = section.get_int("size", 1, min=1)
+        self.stride = section.get_int("stride", 1, min=1)
         pad = section.get_int("pad", 0)
-        padding = section.get_int("padding", 0)
+        padding = section.get_int("padding", 0, min=0)
         # pad=1 means "same" padding, size/2 (so a 1x1 conv with pad=1 gets none).
         self.padding = self.size // 2 if pad else padding
-        self.groups = section.get_int("groups", 1)
+        self.groups = section.get_int("groups", 1, min=1)
         self.batch_normalize = section.get_bool("batch_normalize")
         self.activation = section.get_choice("activation", ACTIVATIONS, "logistic")
         for flag in ("binary", "xnor"):
@@ -34,6 +34,14 @@ class Convolutional(Layer):
         if self.filters < 1 or self.size < 1 or self.stride < 1 or self.groups < 1:
             raise section.error("filters, size, stride and groups must be positive")
         self._act = activation(self.activation)
+
+    def param_count(self, in_shapes):
+        c = in_shapes[0].c
+        return self.filters * (c // self.groups) * self.size ** 2 + self.filters * (4 if self.batch_normalize else 1)
+
+    def work_count(self, in_shapes, out):
+        # im2col's columns (Darknet's workspace; our exact path builds the same matrix)
+        return in_shapes[0].c * self.size ** 2 * out.h * out.w
 
     def build(self, in_shapes):
         c = in_shapes[0].c
@@ -53,7 +61,7 @@ class Convolutional(Layer):
 
     def infer_shape(self, in_shapes):
         s = in_shapes[0]
-        if s.c != self.weight.shape[1] * self.groups:
+        if hasattr(self, "weight") and s.c != self.weight.shape[1] * self.groups:
             raise self.error(f"expects {self.weight.shape[1] * self.groups} input channels, got {s.c}")
         h = (s.h + 2 * self.padding - self.size) // self.stride + 1
         w = (s.w + 2 * self.padding - self.size) // self.stride + 1

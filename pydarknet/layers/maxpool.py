@@ -10,11 +10,11 @@ from .base import Layer, Shape, register
 class Maxpool(Layer):
     def __init__(self, section, index):
         super().__init__(section, index)
-        self.stride = section.get_int("stride", 1)
-        self.size = section.get_int("size", self.stride)
+        self.stride = section.get_int("stride", 1, min=1)
+        self.size = section.get_int("size", self.stride, min=1)
         # Darknet pads size-1 by default, offset by -padding/2: a 2x2/1 pool keeps the size
         # (padding only right and bottom) and a 2x2/2 pool rounds odd sizes up (13 -> 7).
-        self.padding = section.get_int("padding", self.size - 1)
+        self.padding = section.get_int("padding", self.size - 1, min=0)
         if self.size < 1 or self.stride < 1 or self.padding < 0:
             raise section.error("size and stride must be positive, padding non-negative")
 
@@ -25,6 +25,11 @@ class Maxpool(Layer):
         if h < 1 or w < 1:
             raise self.error(f"input {s.w}x{s.h} is too small for a {self.size}x{self.size} pool")
         return Shape(s.c, h, w)
+
+    def work_count(self, in_shapes, out):
+        # the input padded to the taps the pool reads
+        s, o = in_shapes[0], out
+        return s.c * ((o.h - 1) * self.stride + self.size) * ((o.w - 1) * self.stride + self.size)
 
     def forward(self, x):
         h, w = x.shape[-2:]

@@ -13,32 +13,40 @@ from .base import Layer, register
 from .passthrough import loss_layer_output
 
 
+#: Bounds read before anything is sized by them (a detection layer's channels must also match
+#: its input, but that is only known once the defaults exist).
+MAX_ANCHORS = 1 << 16
+MAX_CLASSES = 1 << 20
+MAX_BOXES = 1 << 16
+
+
 @register("region")
 class Region(Layer):
     def __init__(self, section, index):
         super().__init__(section, index)
         g = section
-        self.classes = g.get_int("classes", 20)
-        self.coords = g.get_int("coords", 4)
-        self.num = g.get_int("num", 1)
+        # num is bounded before its default anchor list is built (num=100000000 would take GBs).
+        self.classes = g.get_int("classes", 20, min=0, max=MAX_CLASSES)
+        self.coords = g.get_int("coords", 4, min=4, max=MAX_CLASSES)
+        self.num = g.get_int("num", 1, min=1, max=MAX_ANCHORS)
         self.softmax = g.get_bool("softmax")
         self.background = g.get_bool("background")
-        self.anchors = g.get_list("anchors", float, default=[.5] * (2 * self.num))
+        self.anchors = g.get_list("anchors", float, default=lambda: [.5] * (2 * self.num), min=0)
         if len(self.anchors) < 2 * self.num:
             raise g.error(f"anchors has {len(self.anchors)} values, num={self.num} needs {2 * self.num}", "anchors")
         if len(self.anchors) > 2 * self.num:
             raise g.error(f"anchors has {len(self.anchors)} values but num={self.num}: Darknet would read "
                           f"past its bias buffer", "anchors")
         # Training options, kept for the region loss.
-        self.jitter = g.get_float("jitter", .2)
+        self.jitter = g.get_float("jitter", .2, min=0)
         self.rescore = g.get_bool("rescore")
         self.thresh = g.get_float("thresh", .5)
-        self.max_boxes = g.get_int("max", 30)
-        self.object_scale = g.get_float("object_scale", 1.)
-        self.noobject_scale = g.get_float("noobject_scale", 1.)
-        self.class_scale = g.get_float("class_scale", 1.)
-        self.coord_scale = g.get_float("coord_scale", 1.)
-        self.mask_scale = g.get_float("mask_scale", 1.)
+        self.max_boxes = g.get_int("max", 30, min=0, max=MAX_BOXES)
+        self.object_scale = g.get_float("object_scale", 1., min=0)
+        self.noobject_scale = g.get_float("noobject_scale", 1., min=0)
+        self.class_scale = g.get_float("class_scale", 1., min=0)
+        self.coord_scale = g.get_float("coord_scale", 1., min=0)
+        self.mask_scale = g.get_float("mask_scale", 1., min=0)
         self.bias_match = g.get_bool("bias_match")
         self.absolute = g.get_bool("absolute")
         self.random = g.get_bool("random")

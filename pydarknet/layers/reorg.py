@@ -26,7 +26,7 @@ def reorg_reverse(x, s: int):
 class Reorg(Layer):
     def __init__(self, section, index):
         super().__init__(section, index)
-        self.stride = section.get_int("stride", 1)
+        self.stride = section.get_int("stride", 1, min=1, max=1 << 16)
         self.reverse = section.get_bool("reverse")
         for opt in ("flatten", "extra"):
             if section.get_int(opt, 0):

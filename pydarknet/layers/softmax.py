@@ -35,8 +35,10 @@ class Softmax(Layer):
 
     def __init__(self, section, index):
         super().__init__(section, index)
-        self.groups = section.get_int("groups", 1)
+        self.groups = section.get_int("groups", 1, min=1)
         self.temperature = section.get_float("temperature", 1.)
+        if self.temperature == 0:
+            raise section.error("temperature=0: Darknet divides by it", "temperature")
         self.spatial = section.get_float("spatial", 0.)
         self.noloss = section.get_bool("noloss")
         self.tree_file = section.get_str("tree")

@@ -10,7 +10,7 @@ from .base import Layer, Shape, register
 class Upsample(Layer):
     def __init__(self, section, index):
         super().__init__(section, index)
-        stride = section.get_int("stride", 2)
+        stride = section.get_int("stride", 2, min=-(1 << 16), max=1 << 16)
         if stride == 0:
             raise section.error("stride must not be 0", "stride")
         self.reverse = stride < 0
