@@ -87,8 +87,11 @@ class Convolutional(Layer):
             y = F.conv2d(x, w, b, self.stride, self.padding, 1, self.groups)
             return F.leaky_relu(y, .1, inplace=True) if self.activation == "leaky" and not torch.is_grad_enabled() \
                 else self._act(y)
-        y = exact.conv2d(x, self.weight, self.stride, self.padding, self.groups) if self.use_exact \
-            else F.conv2d(x, self.weight, None, self.stride, self.padding, 1, self.groups)
+        if self.use_exact:
+            bn = (self.rolling_mean, self.rolling_variance, self.scales) if self.batch_normalize else None
+            return exact.conv_layer(x, self.weight, self.stride, self.padding, self.groups, self.bias, bn,
+                                    self.activation)
+        y = F.conv2d(x, self.weight, None, self.stride, self.padding, 1, self.groups)
         return normalize_and_activate(self, y)
 
     def describe(self):
