@@ -18,7 +18,8 @@ from .data import IMAGE_SUFFIXES, DataError
 from .detect import detect
 from .draw import draw_detections
 from .image import ImageError, load_image, to_uint8
-from .network import Darknet
+from .engine import ENGINES
+from .network import Darknet, load_network
 from .weights import WeightsError
 
 USER_ERRORS = (CfgError, WeightsError, DataError, ImageError, FileNotFoundError)
@@ -72,9 +73,13 @@ def detect_main(argv=None) -> int:
     ap.add_argument("--out", help="folder for the annotated pictures (default: ./predictions.jpg)")
     ap.add_argument("--json", action="store_true", help="one JSON object per picture on stdout")
     ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda:0")
-    ap.add_argument("--fast", action="store_true",
-                    help="plain PyTorch arithmetic: several times faster, within ~1e-5 of Darknet "
-                         "instead of bit-identical")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--engine", choices=ENGINES, default="auto",
+                      help="auto (default): ONNX Runtime if installed, else PyTorch; both within ~1e-5 "
+                           "of Darknet, the same detections up to ~1e-6 ties")
+    mode.add_argument("--exact", dest="engine", action="store_const", const="exact",
+                      help="Darknet's own float arithmetic, bit-identical detections (a few times slower)")
+    mode.add_argument("--fast", dest="engine", action="store_const", const="torch", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     warnings.showwarning = warn_to_stderr
     if hasattr(signal, "SIGPIPE"):  # `detect.py ... | head` ends quietly, as a C program does
@@ -82,10 +87,8 @@ def detect_main(argv=None) -> int:
     text_out = sys.stderr if args.json else sys.stdout
 
     try:
-        net = Darknet(args.cfg, exact=not args.fast)
-        net.load_weights(args.weights)
+        net = load_network(args.cfg, args.weights, engine=args.engine, device=args.device)
         net.names = class_names(args, net)
-        net.eval().to(args.device)
         paths = expand_inputs(args.images)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)

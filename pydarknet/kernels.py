@@ -224,6 +224,54 @@ if AVAILABLE:
                     dst[j] = y if y > zero else np.float32(0.1 * np.float64(y))
 
 
+    @njit(parallel=True, fastmath=False, cache=True)
+    def _resize_columns(img, ix, dx, out):
+        """Darknet's resize_image, first pass: out[..., x] = (1-dx)*img[ix] + dx*img[ix+1] in
+        float32 for every column but the last, which copies the source's last column."""
+        c, h, in_w = img.shape
+        w = out.shape[2]
+        one = np.float32(1)
+        for r in prange(c * h):
+            k = r // h
+            y = r % h
+            for x in range(w - 1):
+                i = ix[x]
+                out[k, y, x] = (one - dx[x]) * img[k, y, i] + dx[x] * img[k, y, i + 1]
+            out[k, y, w - 1] = img[k, y, in_w - 1]
+
+    @njit(parallel=True, fastmath=False, cache=True)
+    def _resize_rows(part, iy, dy, out):
+        """Second pass: (1-dy)*row[iy] + dy*row[iy+1], the last row without its second term."""
+        c, h, w = out.shape
+        one = np.float32(1)
+        for r in prange(c * h):
+            k = r // h
+            y = r % h
+            a = one - dy[y]
+            if y < h - 1:
+                b = dy[y]
+                for x in range(w):
+                    out[k, y, x] = a * part[k, iy[y], x] + b * part[k, iy[y] + 1, x]
+            else:
+                for x in range(w):
+                    out[k, y, x] = a * part[k, iy[y], x]
+
+
+def resize(img: torch.Tensor, w: int, h: int, positions) -> torch.Tensor:
+    """``pydarknet.image.resize`` of a (C, H, W) float32 CPU image with both sides > 1, in
+    two parallel passes; ``positions(n_in, n_out, count)`` gives Darknet's source indices and
+    fractions (the caller's, so that both implementations share them)."""
+    src = img.contiguous().numpy()
+    c, in_h, in_w = src.shape
+    ix, dx = (t.numpy() for t in positions(in_w, w, w - 1))
+    iy, dy = (t.numpy() for t in positions(in_h, h, h))
+    part = np.empty((c, in_h, w), np.float32)
+    _resize_columns(src, ix, dx, part)
+    out = np.empty((c, h, w), np.float32)
+    _resize_rows(part, iy, dy, out)
+    return torch.from_numpy(out)
+
+
 def _ldb(n: int) -> int:
     return (n + NR - 1) // NR * NR
 
