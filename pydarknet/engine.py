@@ -20,7 +20,9 @@ in exact mode, off the CPU or when autograd needs the graph.
 """
 from __future__ import annotations
 
+import importlib.util
 import io
+import sys
 import warnings
 
 import torch
@@ -32,11 +34,14 @@ ENGINES = ("auto", "torch", "onnxruntime", "exact")
 
 def ort_unavailable_reason(net) -> str | None:
     """Why ``net`` cannot run in ONNX Runtime here, or None when it can."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as e:
-        return f"{e.name} is not installed (pip install onnx onnxruntime)"
+    for module in ("onnx", "onnxruntime"):  # looked up, not imported: importing costs a second
+        try:
+            found = sys.modules[module] is not None if module in sys.modules else \
+                importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"{module} is not installed (pip install onnx onnxruntime)"
     from .convert import ConvertError, onnx_exportable
     if any(p.device.type != "cpu" for p in net.parameters()):
         return "the network is not on the CPU"
@@ -76,23 +81,33 @@ class OrtEngine:
                 and not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in net.parameters())))
                 and x.dtype == torch.float32)
 
-    def _build(self):
-        import onnxruntime as ort
+    def _model_bytes(self) -> bytes:
+        """The network as ONNX: built node by node (milliseconds), or traced by torch.onnx for
+        the layer kinds the direct builder does not cover (seconds)."""
+        from . import onnxgraph
+        try:
+            return onnxgraph.build_model(self.net).SerializeToString()
+        except NotImplementedError:
+            pass
         from .convert import DEFAULT_OPSET, _onnx_export
         net = self.net
-        x = torch.zeros(1, net.channels, net.height, net.width)
         buf = io.BytesIO()
         self._building = True  # the export traces net.forward, which must take the torch layers
         try:
             with torch.no_grad():
-                _onnx_export(net, x, buf, DEFAULT_OPSET, ["output"], {"input": {0: "batch"}, "output": {0: "batch"}})
+                _onnx_export(net, torch.zeros(1, net.channels, net.height, net.width), buf, DEFAULT_OPSET,
+                             ["output"], {"input": {0: "batch"}, "output": {0: "batch"}})
         finally:
             self._building = False
+        return buf.getvalue()
+
+    def _build(self):
+        import onnxruntime as ort
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.intra_op_num_threads = self.threads or torch.get_num_threads()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(self._model_bytes(), opts, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         stamp = self._state()
