@@ -261,6 +261,7 @@ def resize(img: torch.Tensor, w: int, h: int, positions) -> torch.Tensor:
     """``pydarknet.image.resize`` of a (C, H, W) float32 CPU image with both sides > 1, in
     two parallel passes; ``positions(n_in, n_out, count)`` gives Darknet's source indices and
     fractions (the caller's, so that both implementations share them)."""
+    _start_threads()
     src = img.contiguous().numpy()
     c, in_h, in_w = src.shape
     ix, dx = (t.numpy() for t in positions(in_w, w, w - 1))
@@ -272,12 +273,28 @@ def resize(img: torch.Tensor, w: int, h: int, positions) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+_THREADS_SET = False
+
+
+def _start_threads() -> None:
+    """Start numba's thread pool with torch's thread count, once.  Starting it (OpenMP
+    layer) resets the OpenMP thread count that torch shares, so torch's is put back."""
+    global _THREADS_SET
+    if not _THREADS_SET:
+        import numba
+        n = torch.get_num_threads()
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+        torch.set_num_threads(n)
+        _THREADS_SET = True
+
+
 def _ldb(n: int) -> int:
     return (n + NR - 1) // NR * NR
 
 
 def gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a (M, K) @ b (K, N), each output summed over k in order in float32 (Darknet's gemm_nn)."""
+    _start_threads()
     a = np.ascontiguousarray(a.detach().float().cpu().numpy())
     b = b.detach().float().cpu().numpy()
     m, k = a.shape
@@ -328,6 +345,7 @@ def conv_layer(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int,
     """forward_convolutional_layer in Darknet's arithmetic: im2col, the ordered gemm, then batch
     norm (``bn`` = (mean, variance, scales), with ``bias``) or the bias alone (or nothing when
     ``bias`` is None), then linear or leaky."""
+    _start_threads()
     packed = packed_weights(weight, groups)
     size = weight.shape[-1]
     n, c, h, w = x.shape
