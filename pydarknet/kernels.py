@@ -224,7 +224,7 @@ if AVAILABLE:
                     dst[j] = y if y > zero else np.float32(0.1 * np.float64(y))
 
 
-    @njit(parallel=True, fastmath=False, cache=True)
+    @njit(fastmath=False, cache=True)
     def _resize_columns(img, ix, dx, out):
         """Darknet's resize_image, first pass: out[..., x] = (1-dx)*img[ix] + dx*img[ix+1] in
         float32 for every column but the last, which copies the source's last column."""
@@ -239,7 +239,7 @@ if AVAILABLE:
                 out[k, y, x] = (one - dx[x]) * img[k, y, i] + dx[x] * img[k, y, i + 1]
             out[k, y, w - 1] = img[k, y, in_w - 1]
 
-    @njit(parallel=True, fastmath=False, cache=True)
+    @njit(fastmath=False, cache=True)
     def _resize_rows(part, iy, dy, out):
         """Second pass: (1-dy)*row[iy] + dy*row[iy+1], the last row without its second term."""
         c, h, w = out.shape
@@ -259,9 +259,9 @@ if AVAILABLE:
 
 def resize(img: torch.Tensor, w: int, h: int, positions) -> torch.Tensor:
     """``pydarknet.image.resize`` of a (C, H, W) float32 CPU image with both sides > 1, in
-    two parallel passes; ``positions(n_in, n_out, count)`` gives Darknet's source indices and
+    two compiled passes (one thread: a picture is a few milliseconds of work, less than a
+    thread pool's wake-ups on a busy machine); ``positions(n_in, n_out, count)`` gives Darknet's source indices and
     fractions (the caller's, so that both implementations share them)."""
-    _start_threads()
     src = img.contiguous().numpy()
     c, in_h, in_w = src.shape
     ix, dx = (t.numpy() for t in positions(in_w, w, w - 1))
