@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # measure this checkout's pydarknet, not an installed one
 MODELS = ("yolov2-voc", "yolov2-tiny-voc")
 CONTENDERS = ("detect", "onnxruntime", "torch", "exact", "plain_folded", "opencv")
 BATCH1_ONLY = ("detect", "exact")
