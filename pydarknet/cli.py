@@ -18,7 +18,7 @@ from .data import IMAGE_SUFFIXES, DataError
 from .detect import detect
 from .draw import draw_detections
 from .image import ImageError, load_image, to_uint8
-from .engine import ENGINES
+from .backends import ENGINES
 from .network import Darknet, load_network
 from .weights import WeightsError
 

@@ -146,7 +146,7 @@ class Darknet(nn.Module):
         sections[0].warn_unused()
         self._plan()
         self.exact = exact
-        self.engine = None  # an inference engine (pydarknet.engine) used by forward when set
+        self.engine = None  # an inference engine (pydarknet.backends) used by forward when set
 
     @property
     def exact(self) -> bool:
@@ -252,10 +252,10 @@ class Darknet(nn.Module):
 def load_network(cfg, weights=None, *, names=None, engine: str = "auto", device=None) -> Darknet:
     """Build a network, read its weights, and put it in inference mode.
 
-    ``engine`` (see :mod:`pydarknet.engine`): ``"auto"`` (default: ONNX Runtime when installed,
+    ``engine`` (see :mod:`pydarknet.backends`): ``"auto"`` (default: ONNX Runtime when installed,
     else plain PyTorch kernels; Darknet's detections up to ~1e-6 ties), ``"torch"``,
     ``"onnxruntime"`` or ``"exact"`` (Darknet's arithmetic bit for bit, a few times slower)."""
-    from .engine import set_engine
+    from .backends import set_engine
     net = Darknet(cfg, exact=engine == "exact")
     if weights is not None:
         net.load_weights(weights)

@@ -1,4 +1,4 @@
-"""Inference engines (pydarknet.engine): the default load_network + detect path gives the
+"""Inference engines (pydarknet.backends): the default load_network + detect path gives the
 exact mode's detections on every golden fixture; fallbacks and staleness."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from conftest import inference_cases, manifest, set_cfg, set_dir
 
 import pydarknet
-from pydarknet.engine import set_engine
+from pydarknet.backends import set_engine
 
 DETECTION_CASES = [c for c in inference_cases() if not (c.values[0] or "").startswith("darknet19")]
 try:
