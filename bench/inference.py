@@ -1,27 +1,28 @@
 #!/usr/bin/env python3
-"""Inference speed: pydarknet's ``Darknet.forward`` vs OpenCV DNN vs a plain PyTorch graph.
+"""Inference speed: pydarknet's engines vs OpenCV DNN vs a plain PyTorch graph.
 
-For each model (yolov2-voc, yolov2-tiny-voc) at SIZE×SIZE and each batch size, four
-contenders run the same float32 input:
+For each model (yolov2-voc, yolov2-tiny-voc) at SIZE×SIZE and each batch size, these
+contenders run the same float32 input, interleaved round by round:
 
-  ours          pydarknet.Darknet(cfg, exact=False).eval() (plain torch kernels), forward
-                under torch.inference_mode()
-  plain         the same layers as stock torch.nn modules: Conv2d, BatchNorm2d (eval),
-                LeakyReLU(0.1, inplace), MaxPool2d (ConstantPad2d(-inf) where Darknet
-                pads), reorg as reshape/permute, torch.cat, region activations
-  plain_folded  as plain, with each BatchNorm folded into its Conv2d
+  detect        batch 1 only: the default path end to end, ``pydarknet.load_network(cfg,
+                weights)`` (engine "auto") + ``pydarknet.detect(net, picture)``: Darknet's
+                letterbox of the picture, forward, region decoding, NMS
+  onnxruntime   load_network(..., engine="onnxruntime"): forward (``net(x)``)
+  torch         load_network(..., engine="torch"): plain torch kernels, batch norm folded
+  exact         batch 1 only: load_network(..., engine="exact"), Darknet's own arithmetic
+                bit for bit (numba kernels)
+  plain_folded  the same layers as stock torch.nn modules, batch norm folded into Conv2d
   opencv        cv2.dnn.readNetFromDarknet(cfg, weights), DNN_BACKEND_OPENCV on the CPU
                 (its defaults otherwise, Winograd included); setInput + forward, which
                 includes its region decoding and NMS
 
-Weights come from the golden recipe (tests/data/golden/make_weights.py), written to a
-temporary folder that is deleted afterwards; OpenCV reads that same file.  Each round
-runs every contender once, in an order rotated from round to round, so that noise from
-the machine hits them alike; the first WARMUP rounds are discarded and the median of the
-REPS timed rounds is reported.  Our default mode, ``exact=True`` (Darknet's own float
-arithmetic, bit-exact and meant for verification), is timed apart at batch 1 with a few
-rounds only (--exact-reps), since one forward takes seconds.  Before timing, the outputs are cross-checked: the plain
-graphs against ours (region output) and OpenCV's last convolution against ours.
+At batch 1 the input is the letterboxed picture (tests/data/golden/images/synth1.png, a
+committed synthetic scene) for every contender; at batch > 1, uniform noise.  Weights come
+from the golden recipe (tests/data/golden/make_weights.py), written to a temporary folder
+that is deleted afterwards; OpenCV reads that same file.  Each round runs every contender
+once, in an order rotated from round to round, so that noise from the machine hits them
+alike; the first WARMUP rounds are discarded and the median of the REPS timed rounds is
+reported.  Before timing, the outputs are cross-checked against the torch engine.
 
 usage: python3 bench/inference.py [--quick] [--cfg-dir DIR] [--threads N] [--out JSON]
 """
@@ -46,9 +47,13 @@ import torch
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # measure this checkout's pydarknet, not an installed one
 MODELS = ("yolov2-voc", "yolov2-tiny-voc")
-CONTENDERS = ("ours", "plain", "plain_folded", "opencv")
-RATIOS = (("ours", "opencv"), ("ours", "plain"), ("ours", "plain_folded"))
+CONTENDERS = ("detect", "onnxruntime", "torch", "exact", "plain_folded", "opencv")
+BATCH1_ONLY = ("detect", "exact")
+RATIOS = (("detect", "opencv"), ("onnxruntime", "opencv"), ("torch", "opencv"), ("exact", "opencv"),
+          ("torch", "plain_folded"))
+PICTURE = REPO / "tests" / "data" / "golden" / "images" / "synth1.png"
 BN_EPS = 1e-6   # Darknet: (x - mean) / (sqrt(var) + 1e-6)
 SEED = 1        # recipe weights seed
 
@@ -65,6 +70,17 @@ def default_cfg_dirs() -> list[tuple[Path, str]]:
     return dirs
 
 
+def _shown(path: Path) -> str:
+    """A path for the results files: relative to the repository (or ../shared), never absolute."""
+    path = path.resolve()
+    for base, prefix in ((REPO, ""), (REPO.parent, "../")):
+        try:
+            return prefix + str(path.relative_to(base))
+        except ValueError:
+            pass
+    return path.name
+
+
 def find_cfgs(models, cfg_dir: str | None) -> dict[str, dict]:
     found = {}
     dirs = [(Path(cfg_dir), "--cfg-dir")] if cfg_dir else default_cfg_dirs()
@@ -72,7 +88,7 @@ def find_cfgs(models, cfg_dir: str | None) -> dict[str, dict]:
         for d, source in dirs:
             path = d / f"{model}.cfg"
             if path.is_file():
-                found[model] = {"path": str(path.resolve()), "source": source,
+                found[model] = {"path": str(path.resolve()), "shown": _shown(path), "source": source,
                                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
                 break
         else:
@@ -204,57 +220,65 @@ class PlainGraph(nn.Module):
 
 # --- timing --------------------------------------------------------------------------
 
-def make_contenders(cfg: str, weights: str, size: int):
+def make_contenders(cfg: str, weights: str, size: int) -> dict:
     import cv2
-    from pydarknet import Darknet
+    import pydarknet
 
-    net = Darknet(cfg, exact=False)
-    if (net.width, net.height) != (size, size):
-        net.resize(size, size)
-    net.load_weights(weights)
-    net.eval()
-    plain = PlainGraph(net, fold_bn=False).eval()
-    folded = PlainGraph(net, fold_bn=True).eval()
+    def load(engine):
+        net = pydarknet.load_network(cfg, weights, engine=engine)
+        if (net.width, net.height) != (size, size):
+            net.resize(size, size)
+        return net
+
+    nets = {e: load(e) for e in ("auto", "onnxruntime", "torch", "exact")}
     cvnet = cv2.dnn.readNetFromDarknet(cfg, weights)
     cvnet.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     cvnet.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-    return net, plain, folded, cvnet
+    return {"nets": nets, "plain_folded": PlainGraph(nets["torch"], fold_bn=True).eval(), "cvnet": cvnet,
+            "default_engine": type(nets["auto"].backend).__name__ if nets["auto"].backend else "torch"}
 
 
-def check_outputs(net, plain, folded, cvnet, blob) -> dict:
-    """Max abs differences to ours: plain graphs on the region output, OpenCV on the last conv."""
+def check_outputs(m: dict, blob) -> dict:
+    """Max abs differences to the torch engine: region outputs, and OpenCV's last convolution."""
     x = torch.from_numpy(blob)
+    nets = m["nets"]
     with torch.inference_mode():
-        layers = net.layer_outputs(x)
+        layers = nets["torch"].layer_outputs(x)
         ref = layers[-1]
-        res = {"plain_vs_ours_region_max_abs": float((plain(x) - ref).abs().max()),
-               "plain_folded_vs_ours_region_max_abs": float((folded(x) - ref).abs().max())}
-    conv_name = f"conv_{len(net.layers) - 2}"
-    cvnet.setInput(blob)
-    cv_raw = np.asarray(cvnet.forward(conv_name))
-    res["opencv_vs_ours_last_conv_max_abs"] = float(np.abs(cv_raw - layers[-2].numpy()).max())
+        res = {f"{k}_vs_torch_region_max_abs": float((f(x) - ref).abs().max())
+               for k, f in (("onnxruntime", nets["onnxruntime"]), ("exact", nets["exact"]),
+                            ("plain_folded", m["plain_folded"]))}
+    conv_name = f"conv_{len(nets['torch'].layers) - 2}"
+    m["cvnet"].setInput(blob)
+    cv_raw = np.asarray(m["cvnet"].forward(conv_name))
+    res["opencv_vs_torch_last_conv_max_abs"] = float(np.abs(cv_raw - layers[-2].numpy()).max())
     res["last_conv_max_abs_value"] = float(layers[-2].abs().max())
     return res
 
 
-def time_case(net, plain, folded, cvnet, blob, reps: int, warmup: int):
+def time_case(m: dict, blob, picture, contenders, reps: int, warmup: int):
     """Times (ms) and minor page faults of every timed round, per contender."""
+    import pydarknet
     x = torch.from_numpy(blob)
+    nets, cvnet = m["nets"], m["cvnet"]
 
-    def run_torch(m):
-        with torch.inference_mode():
-            m(x)
+    def forward(f):
+        def run():
+            with torch.inference_mode():
+                f(x)
+        return run
 
     def run_cv():
         cvnet.setInput(blob)
         cvnet.forward()
 
-    runs = {"ours": lambda: run_torch(net), "plain": lambda: run_torch(plain),
-            "plain_folded": lambda: run_torch(folded), "opencv": run_cv}
-    times = {c: [] for c in CONTENDERS}
-    faults = {c: [] for c in CONTENDERS}
+    runs = {"detect": lambda: pydarknet.detect(nets["auto"], picture),
+            "onnxruntime": forward(nets["onnxruntime"]), "torch": forward(nets["torch"]),
+            "exact": forward(nets["exact"]), "plain_folded": forward(m["plain_folded"]), "opencv": run_cv}
+    times = {c: [] for c in contenders}
+    faults = {c: [] for c in contenders}
     for r in range(warmup + reps):
-        order = CONTENDERS[r % len(CONTENDERS):] + CONTENDERS[:r % len(CONTENDERS)]
+        order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
         for c in order:
             f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0 = time.perf_counter()
@@ -266,69 +290,63 @@ def time_case(net, plain, folded, cvnet, blob, reps: int, warmup: int):
     return times, faults
 
 
-def time_exact(net, blob, reps: int) -> dict:
-    """Our exact=True mode alone (1 warm-up round, then ``reps``), and its distance to the fast mode."""
-    x = torch.from_numpy(blob)
-    times = []
-    try:
-        net.exact = True
-        with torch.inference_mode():
-            exact_out = net(x)
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                net(x)
-                times.append((time.perf_counter() - t0) * 1000)
-    finally:
-        net.exact = False
-    with torch.inference_mode():
-        fast_out = net(x)
-    return {"reps": reps, "warmup": 1, "median_ms": statistics.median(times),
-            "times_ms": [round(t, 3) for t in times],
-            "exact_vs_fast_region_max_abs": float((exact_out - fast_out).abs().max())}
-
-
-def benchmark(cfgs: dict[str, str], batches, size: int, reps_for, warmup: int, exact_reps: int = 0,
-              log=print) -> list[dict]:
+def benchmark(cfgs: dict[str, str], batches, size: int, reps_for, warmup: int, log=print) -> list[dict]:
     """Time every (model, batch); ``reps_for(batch)`` gives the number of timed rounds."""
+    import pydarknet
     cases = []
+    picture = pydarknet.load_image(PICTURE)
     with tempfile.TemporaryDirectory(prefix="pydarknet-bench-") as tmp:
         for model, cfg in cfgs.items():
             weights = Path(tmp) / f"{model}.weights"
             weights.write_bytes(recipe_weights(cfg, SEED))
-            net, plain, folded, cvnet = make_contenders(cfg, str(weights), size)
+            t0 = time.perf_counter()
+            m = make_contenders(cfg, str(weights), size)
+            boxed = pydarknet.letterbox(picture, size, size)[None].numpy()
+            check = check_outputs(m, boxed)
+            first = {}
+            for c, f in (("detect", lambda: pydarknet.detect(m["nets"]["auto"], picture)),
+                         ("exact", lambda: m["nets"]["exact"](torch.from_numpy(boxed)))):
+                t1 = time.perf_counter()
+                with torch.inference_mode():
+                    f()
+                first[c] = round((time.perf_counter() - t1) * 1000, 1)
+            log(f"  {model}: contenders built and checked in {time.perf_counter() - t0:.1f} s; first calls {first} ms")
             rng = np.random.default_rng(0)
-            check = check_outputs(net, plain, folded, cvnet,
-                                  rng.random((1, 3, size, size), dtype=np.float32))
             for batch in batches:
-                blob = rng.random((batch, 3, size, size), dtype=np.float32)
+                blob = boxed if batch == 1 else rng.random((batch, 3, size, size), dtype=np.float32)
+                contenders = tuple(c for c in CONTENDERS if batch == 1 or c not in BATCH1_ONLY)
                 reps = reps_for(batch)
                 t0 = time.perf_counter()
-                times, faults = time_case(net, plain, folded, cvnet, blob, reps, warmup)
+                times, faults = time_case(m, blob, picture, contenders, reps, warmup)
                 med = {c: statistics.median(v) for c, v in times.items()}
                 case = {
                     "model": model, "batch": batch, "size": size, "reps": reps, "warmup": warmup,
+                    "default_engine": m["default_engine"],
                     "median_ms": med,
+                    "images_per_s": {c: batch * 1000 / v for c, v in med.items()},
                     "min_ms": {c: min(v) for c, v in times.items()},
                     "times_ms": {c: [round(t, 3) for t in v] for c, v in times.items()},
-                    "ratios": {f"{a}/{b}": med[a] / med[b] for a, b in RATIOS},
+                    "ratios": {f"{a}/{b}": med[a] / med[b] for a, b in RATIOS if a in med and b in med},
                     "minor_page_faults_median": {c: statistics.median(v) for c, v in faults.items()},
                     "check_batch1": check,
+                    "first_call_ms": first,
                     "wall_s": round(time.perf_counter() - t0, 1),
                 }
-                log(f"  {model:16s} batch {batch}: " + "  ".join(f"{c} {med[c]:.1f}" for c in CONTENDERS)
+                log(f"  {model:16s} batch {batch}: " + "  ".join(f"{c} {med[c]:.1f}" for c in contenders)
                     + f" ms  ({case['wall_s']} s)")
-                if batch == 1 and exact_reps > 0:
-                    t0 = time.perf_counter()
-                    ex = case["ours_exact"] = time_exact(net, blob, exact_reps)
-                    ex["ratio_to_ours"] = ex["median_ms"] / med["ours"]
-                    log(f"  {model:16s} batch 1: ours exact=True {ex['median_ms']:.1f} ms "
-                        f"({time.perf_counter() - t0:.1f} s)")
                 cases.append(case)
-            del net, plain, folded, cvnet
+            del m
     return cases
 
 
 # --- report ---------------------------------------------------------------------------
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
 
 def machine_info(threads: int) -> dict:
     import cv2
@@ -359,26 +377,32 @@ def machine_info(threads: int) -> dict:
 
 
 def table(cases: list[dict]) -> str:
-    head = ("| model | batch | ours ms | plain ms | plain_folded ms | opencv ms "
-            "| ours/opencv | ours/plain | ours/plain_folded | reps |")
-    lines = [head, "|" + "---|" * 10]
+    def cell(d, k, fmt):
+        return fmt.format(d[k]) if k in d else "–"
+
+    lines = ["Median ms per call (batch 1: the letterboxed picture; `detect` is the default path end to end):", "",
+             "| model | batch | " + " | ".join(f"{c} ms" for c in CONTENDERS) + " | " +
+             " | ".join(f"{a}/{b}" for a, b in RATIOS) + " | reps |",
+             "|" + "---|" * (3 + len(CONTENDERS) + len(RATIOS))]
     for c in cases:
         m, r = c["median_ms"], c["ratios"]
-        lines.append(f"| {c['model']} {c['size']} | {c['batch']} | {m['ours']:.1f} | {m['plain']:.1f} | "
-                     f"{m['plain_folded']:.1f} | {m['opencv']:.1f} | {r['ours/opencv']:.2f} | "
-                     f"{r['ours/plain']:.2f} | {r['ours/plain_folded']:.2f} | {c['reps']} |")
-    exact = [c for c in cases if "ours_exact" in c]
-    if exact:
-        lines += ["", "Our default exact=True mode (Darknet's float arithmetic, bit-exact), batch 1:", "",
-                  "| model | batch | ours exact ms | exact/fast | reps |", "|---|---|---|---|---|"]
-        for c in exact:
-            e = c["ours_exact"]
-            lines.append(f"| {c['model']} {c['size']} | 1 | {e['median_ms']:.1f} | {e['ratio_to_ours']:.1f} | {e['reps']} |")
-    lines += ["", "Minor page faults per forward (median; fresh memory the kernel had to map):", "",
+        lines.append(f"| {c['model']} {c['size']} | {c['batch']} | "
+                     + " | ".join(cell(m, k, "{:.1f}") for k in CONTENDERS) + " | "
+                     + " | ".join(cell(r, f"{a}/{b}", "{:.2f}") for a, b in RATIOS) + f" | {c['reps']} |")
+    lines += ["", "Images per second:", "", "| model | batch | " + " | ".join(CONTENDERS) + " |",
+              "|" + "---|" * (2 + len(CONTENDERS))]
+    for c in cases:
+        lines.append(f"| {c['model']} {c['size']} | {c['batch']} | "
+                     + " | ".join(cell(c["images_per_s"], k, "{:.2f}") for k in CONTENDERS) + " |")
+    lines += ["", "Minor page faults per call (median; fresh memory the kernel had to map):", "",
               "| model | batch | " + " | ".join(CONTENDERS) + " |", "|" + "---|" * (2 + len(CONTENDERS))]
     for c in cases:
         f = c["minor_page_faults_median"]
-        lines.append(f"| {c['model']} {c['size']} | {c['batch']} | " + " | ".join(f"{f[k]:.0f}" for k in CONTENDERS) + " |")
+        lines.append(f"| {c['model']} {c['size']} | {c['batch']} | " + " | ".join(cell(f, k, "{:.0f}") for k in CONTENDERS) + " |")
+    lines += ["", "First call after load_network (ms; ONNX Runtime session build, numba cache load):", ""]
+    for c in cases:
+        if c["batch"] == 1:
+            lines.append(f"- {c['model']}: " + ", ".join(f"{k} {v:.0f}" for k, v in c["first_call_ms"].items()))
     return "\n".join(lines)
 
 
@@ -398,16 +422,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--reps", type=int, default=20, help="timed rounds at batch 1 (default 20)")
     ap.add_argument("--reps-batched", type=int, default=10, help="timed rounds at batch > 1 (default 10)")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--exact-reps", type=int, default=3,
-                    help="timed rounds of our exact=True mode at batch 1 (default 3; 0 skips it)")
     args = ap.parse_args(argv)
 
     import cv2
     if args.quick:
         args.reps = args.reps_batched = 3
         args.warmup = 1
-        args.exact_reps = min(args.exact_reps, 1)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)  # numba's kernels (exact engine, letterbox) follow torch's count
     cv2.setNumThreads(args.threads)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     batches = [int(b) for b in args.batches.split(",")]
@@ -419,7 +440,7 @@ def main(argv=None) -> dict:
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     cases = benchmark({m: i["path"] for m, i in cfgs.items()}, batches, args.size,
-                      lambda b: args.reps if b == 1 else args.reps_batched, args.warmup, args.exact_reps)
+                      lambda b: args.reps if b == 1 else args.reps_batched, args.warmup)
     result = {
         "command": "python3 bench/inference.py" + "".join(" " + shlex.quote(a) for a in
                                                           (sys.argv[1:] if argv is None else argv)),
@@ -430,16 +451,18 @@ def main(argv=None) -> dict:
                                 "after": [round(v, 2) for v in os.getloadavg()]},
         "settings": {"size": args.size, "batches": batches, "reps_batch1": args.reps,
                      "reps_batched": args.reps_batched, "warmup": args.warmup, "quick": args.quick,
-                     "exact_reps": args.exact_reps,
                      "statistic": "median of timed rounds; contenders interleaved, order rotated each round",
-                     "input": "uniform random float32 N×3×H×W (numpy seed 0)",
+                     "input": "batch 1: tests/data/golden/images/synth1.png letterboxed; batch > 1: uniform "
+                              "random float32 N×3×H×W (numpy seed 0)",
                      "weights": f"tests/data/golden/make_weights.py recipe, seed {SEED}",
-                     "ours": "pydarknet.Darknet(cfg, exact=False).eval(), torch.inference_mode()",
-                     "ours_exact": "the same net with exact=True (pydarknet's default), batch 1, "
-                                   "not interleaved, 1 warm-up",
+                     "detect": "pydarknet.load_network(cfg, weights) (engine auto) + pydarknet.detect(net, "
+                               "picture tensor): letterbox, forward, decoding, NMS",
+                     "onnxruntime/torch/exact": "load_network(cfg, weights, engine=...), net(x) under "
+                                                "torch.inference_mode()",
                      "opencv": "readNetFromDarknet, DNN_BACKEND_OPENCV, DNN_TARGET_CPU, defaults (Winograd on); "
                                "setInput+forward() incl. region decode + NMS"},
-        "cfgs": cfgs,
+        "versions": {"onnxruntime": _version("onnxruntime"), "numba": _version("numba")},
+        "cfgs": {m: {k: v for k, v in i.items() if k != "path"} for m, i in cfgs.items()},
         "cases": cases,
     }
     out = Path(args.out) if args.out else (
@@ -456,7 +479,8 @@ def main(argv=None) -> dict:
         f"after {args.warmup} warm-up rounds.\n"
         f"Load average before/after (1, 5, 15 min): {result['load_average_1_5_15']['before']} / "
         f"{result['load_average_1_5_15']['after']}.\n"
-        "cfgs: " + "; ".join(f"{m}: {i['path']} ({i['source']})" for m, i in cfgs.items()) + "\n\n"
+        f"onnxruntime {result['versions']['onnxruntime']}, numba {result['versions']['numba']}.\n"
+        "cfgs: " + "; ".join(f"{m}: {i['shown']} ({i['source']})" for m, i in cfgs.items()) + "\n\n"
         + md + "\n")
     print(md)
     print(f"wrote {out} and {out.with_suffix('.md')} ({result['duration_s']} s)")

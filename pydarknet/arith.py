@@ -74,6 +74,10 @@ class DarknetArithmetic(Arithmetic):
     def conv2d(self, x, weight, stride: int, padding: int, groups: int):
         return exact.conv2d(x, weight, stride, padding, groups)
 
+    def conv_layer(self, x, weight, stride: int, padding: int, groups: int, bias, bn, activation: str):
+        """A whole [convolutional] forward (conv, batch norm or bias, activation) in Darknet's order."""
+        return exact.conv_layer(x, weight, stride, padding, groups, bias, bn, activation)
+
     def linear(self, x, weight):
         return exact.linear(x, weight)
 

@@ -246,8 +246,13 @@ def nms_sort(dets: Detections, classes: int, nms_thresh: float) -> Detections:
     dets = dets.select(_compaction_order(dets.objectness != 0))
     n_live = int((dets.objectness != 0).sum())
     probs = dets.probs.clone()
-    live_boxes = dets.boxes[:n_live]
-    iou = box_iou(live_boxes.unsqueeze(1), live_boxes.unsqueeze(0))
+    # Only detections with some non-zero prob can suppress or be suppressed: the IoU matrix
+    # covers those (usually a handful), indexed through ``slot``.
+    ids = torch.nonzero((probs[:n_live, :classes] > 0).any(dim=1)).flatten()
+    slot = torch.full((n_live,), -1, dtype=torch.int64, device=probs.device)
+    slot[ids] = torch.arange(ids.numel(), device=probs.device)
+    cand_boxes = dets.boxes[ids]
+    iou = box_iou(cand_boxes.unsqueeze(1), cand_boxes.unsqueeze(0))
     over = iou > _f32(nms_thresh).to(iou.device)
 
     order = torch.arange(n_live, device=probs.device)
@@ -258,7 +263,8 @@ def nms_sort(dets: Detections, classes: int, nms_thresh: float) -> Detections:
         n_pos = int((key > 0).sum())
         order = order[torch.sort(key, descending=True, stable=True).indices]
         cand = order[:n_pos]
-        keep = _greedy_keep(over[cand][:, cand])
+        s = slot[cand]
+        keep = _greedy_keep(over[s][:, s])
         probs[cand[~keep], c] = 0
 
     full = torch.cat([order, torch.arange(n_live, len(dets), device=order.device)])

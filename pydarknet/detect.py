@@ -1,6 +1,7 @@
 """Detection, end to end: picture -> letterbox -> network -> boxes -> NMS, as ``detector test``."""
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import asdict, dataclass
 
@@ -86,11 +87,28 @@ def detect(net, image, thresh: float = .5, hier_thresh: float = .5, nms: float =
     img = _as_image(image)
     param = next(net.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    x = imagemod.letterbox(img, net.width, net.height)[None].to(device)
+    with _one_thread():
+        x = imagemod.letterbox(img, net.width, net.height)[None].to(device)
     was_training = net.training
     net.eval()
     try:
         out = net(x)[0]
     finally:
         net.train(was_training)
-    return detect_tensor(net, out, img.shape[2], img.shape[1], thresh, hier_thresh, nms)
+    with _one_thread():
+        return detect_tensor(net, out, img.shape[2], img.shape[1], thresh, hier_thresh, nms)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Run the small tensor ops around the forward (letterbox, decoding, NMS: a few thousand
+    values each) on one thread: splitting them over a thread pool only adds wake-ups, which cost
+    tens of milliseconds per op on a busy machine."""
+    n = torch.get_num_threads()
+    if n > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if n > 1:
+            torch.set_num_threads(n)

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["conv2d", "linear", "add_bias", "batch_norm", "activate", "logistic", "softmax", "group_softmax",
-           "mean_hw", "sequential_sum", "sum_array"]
+from . import kernels
+
+__all__ = ["conv2d", "conv_layer", "linear", "add_bias", "batch_norm", "activate", "logistic", "softmax",
+           "group_softmax", "mean_hw", "sequential_sum", "sum_array"]
 
 _EPS = float(torch.tensor(1e-6, dtype=torch.float32))  # the float literal .000001f, widened
 
@@ -41,8 +43,19 @@ def sum_array(values) -> float:
     return float(sequential_sum(flat, -1)) if flat.numel() else 0.0
 
 
+def _use_kernels(*tensors: torch.Tensor) -> bool:
+    return kernels.AVAILABLE and all(t.device.type == "cpu" for t in tensors)
+
+
 def _sequential_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a (M,K) @ b (..., K, N), summing over k in order in float32: Darknet's gemm_nn.
+    """a (M,K) @ b (..., K, N), summing over k in order in float32: Darknet's gemm_nn."""
+    if b.dim() == 2 and _use_kernels(a, b):
+        return kernels.gemm(a, b)
+    return _torch_sequential_matmul(a, b)
+
+
+def _torch_sequential_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The same sum as one vectorised torch op per k (any device, any batch shape).
     Inference arithmetic: no gradient flows through it (training uses the plain kernels)."""
     a, b = a.detach().float(), b.detach().float()
     out = torch.zeros(*b.shape[:-2], a.shape[0], b.shape[-1], dtype=torch.float32, device=b.device)
@@ -55,6 +68,13 @@ def _sequential_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, groups: int) -> torch.Tensor:
     """Convolution as im2col + Darknet's sequential gemm, per group."""
+    if _use_kernels(x, weight):
+        return kernels.conv_layer(x, weight, stride, padding, groups)
+    return _torch_conv2d(x, weight, stride, padding, groups)
+
+
+def _torch_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, groups: int) -> torch.Tensor:
+    """The reference implementation: F.unfold + the torch sequential sum (any device)."""
     n, c, h, w = x.shape
     m, cg, k, _ = weight.shape
     out_h = (h + 2 * padding - k) // stride + 1
@@ -62,8 +82,20 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, gro
     cols = F.unfold(x, k, padding=padding, stride=stride)  # rows ordered (c, ky, kx) like im2col_cpu
     cols = cols.view(n, groups, cg * k * k, out_h * out_w)
     wg = weight.reshape(groups, m // groups, cg * k * k)
-    parts = [_sequential_matmul(wg[g], cols[:, g]) for g in range(groups)]
+    parts = [_torch_sequential_matmul(wg[g], cols[:, g]) for g in range(groups)]
     return torch.cat(parts, dim=1).view(n, m, out_h, out_w)
+
+
+def conv_layer(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, groups: int,
+               bias: torch.Tensor, bn: tuple | None, activation: str) -> torch.Tensor:
+    """forward_convolutional_layer: the conv, batch norm (``bn`` = (mean, variance, scales)) or
+    the bias, then the activation; one fused pass when numba is there and the activation is
+    linear or leaky, the separate steps otherwise (the same bits)."""
+    if _use_kernels(x, weight) and activation in kernels.ACTIVATIONS:
+        return kernels.conv_layer(x, weight, stride, padding, groups, bias, bn, activation)
+    y = conv2d(x, weight, stride, padding, groups)
+    y = batch_norm(y, *bn[:2], bn[2], bias) if bn is not None else add_bias(y, bias)
+    return activate(y, activation)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

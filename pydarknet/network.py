@@ -177,6 +177,7 @@ class Darknet(nn.Module):
         sections[0].warn_unused()
         self._plan()
         self.exact = exact
+        self.backend = None  # an inference backend (pydarknet.backends) that forward uses when set
 
     def _check_budget(self, section, layer_bytes, total: int, what: str) -> None:
         """A CfgError when one layer (``layer_bytes``) or the network so far (``total``) is over budget."""
@@ -272,6 +273,9 @@ class Darknet(nn.Module):
         return outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend is not None and self.backend.usable(x):
+            self._check_input(x)
+            return self.backend(x)
         return self._run(x, keep=False)[-1]
 
     def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -302,11 +306,19 @@ class Darknet(nn.Module):
         return f"cfg={self.cfg_path!r}, input={self.width}x{self.height}x{self.channels}"
 
 
-def load_network(cfg, weights=None, *, names=None) -> Darknet:
-    """Build a network, read its weights, and put it in inference mode."""
-    net = Darknet(cfg)
+def load_network(cfg, weights=None, *, names=None, engine: str = "auto", device=None) -> Darknet:
+    """Build a network, read its weights, and put it in inference mode.
+
+    ``engine`` (see :mod:`pydarknet.backends`): ``"auto"`` (default: ONNX Runtime when installed,
+    else plain PyTorch kernels; Darknet's detections up to ~1e-6 ties), ``"torch"``,
+    ``"onnxruntime"`` or ``"exact"`` (Darknet's arithmetic bit for bit, a few times slower)."""
+    from .backends import set_engine
+    net = Darknet(cfg, exact=engine == "exact")
     if weights is not None:
         net.load_weights(weights)
     if names is not None:
         net.names = list(names)
+    if device is not None:
+        net.to(device)
+    set_engine(net, engine)
     return net.eval()

@@ -22,7 +22,8 @@ import cv2
 from ..detect import detect
 from ..draw import draw_detections
 from ..image import ImageError, load_image, to_uint8
-from ..network import Darknet
+from ..backends import ENGINES
+from ..network import Darknet, load_network
 from ..outputs import result_names
 from .common import USER_ERRORS, class_names, expand_inputs, fail, setup_command
 
@@ -44,20 +45,22 @@ def build_parser(prog: str, with_data: bool) -> argparse.ArgumentParser:
     ap.add_argument("--out", help="folder for the annotated pictures (default: ./predictions.jpg)")
     ap.add_argument("--json", action="store_true", help="one JSON object per picture on stdout")
     ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda:0")
-    ap.add_argument("--fast", action="store_true",
-                    help="plain PyTorch arithmetic: several times faster, within ~1e-5 of Darknet "
-                         "instead of bit-identical")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--engine", choices=ENGINES, default="auto",
+                      help="auto (default): ONNX Runtime if installed, else PyTorch; both within ~1e-5 "
+                           "of Darknet, the same detections up to ~1e-6 ties")
+    mode.add_argument("--exact", dest="engine", action="store_const", const="exact",
+                      help="Darknet's own float arithmetic, bit-identical detections (a few times slower)")
+    mode.add_argument("--fast", dest="engine", action="store_const", const="torch", help=argparse.SUPPRESS)
     ap.add_argument("-q", "--quiet", action="store_true", help="do not print Darknet's layer table")
     return ap
 
 
 def _load(args) -> tuple[Darknet, list[str]]:
-    net = Darknet(args.cfg, exact=not args.fast)
+    net = load_network(args.cfg, args.weights, engine=args.engine, device=args.device)
     if not args.quiet:
         print(net.summary(), file=sys.stderr)
-    net.load_weights(args.weights)
     net.names = class_names(args, net)
-    net.eval().to(args.device)
     return net, expand_inputs(args.images)
 
 

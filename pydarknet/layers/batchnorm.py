@@ -67,15 +67,16 @@ class _TrainBatchNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, x_norm, scales, mean, var = ctx.saved_tensors
-        n = grad.shape[0] * grad.shape[2] * grad.shape[3]
+        grad = grad.contiguous()
         grad_bias = grad.sum(dim=(0, 2, 3))
-        grad_scale = (grad * x_norm).sum(dim=(0, 2, 3))
-        d = grad * _view(scales)
-        inv = 1. / torch.sqrt(var.double() + BN_GRAD_EPS)
-        mean_delta = (d.sum(dim=(0, 2, 3)).double() * -inv).float()
-        centred = x - _view(mean)
-        var_delta = ((d * centred).sum(dim=(0, 2, 3)).double() * (-.5 * inv ** 3)).float()
-        dx = d * _view(inv.float()) + _view(var_delta) * 2. * centred / n + _view(mean_delta) / n
+        grad_scale = (grad * x_norm).sum(dim=(0, 2, 3))  # backward_scale_cpu: the forward's x_norm
+        # Darknet's mean_delta, variance_delta and normalize_delta with 1/sqrt(var + 1e-5):
+        #   dx = invstd * (d - mean(d) - x_hat * mean(d * x_hat)),  d = grad * scale,
+        #   x_hat = (x - mean) * invstd
+        # which is the standard training batch-norm gradient given that invstd: one fused kernel.
+        invstd = (1. / torch.sqrt(var.double() + BN_GRAD_EPS)).to(x.dtype)
+        dx = torch.ops.aten.native_batch_norm_backward(grad, x.contiguous(), scales, None, None, mean, invstd,
+                                                      True, BN_GRAD_EPS, [True, False, False])[0]
         return dx, grad_scale, grad_bias, None, None, None
 
 

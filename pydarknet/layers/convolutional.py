@@ -95,6 +95,10 @@ class Convolutional(Layer):
             y = F.conv2d(x, w, b, self.stride, self.padding, 1, self.groups)
             return F.leaky_relu(y, .1, inplace=True) if self.activation == "leaky" and not torch.is_grad_enabled() \
                 else self._act(y)
+        if arith.darknet_order:   # conv, batch norm, bias and activation in one pass, Darknet's order
+            bn = (self.rolling_mean, self.rolling_variance, self.scales) if self.batch_normalize else None
+            return arith.conv_layer(x, self.weight, self.stride, self.padding, self.groups, self.bias, bn,
+                                    self.activation)
         y = arith.conv2d(x, self.weight, self.stride, self.padding, self.groups)
         return normalize_and_activate(self, y)
 
