@@ -119,7 +119,7 @@ def test_image_errors_keep_their_reason_and_name_the_path_once(tmp_path):
 
 
 def test_detect_writes_one_result_per_input_and_reports_problems_once(tmp_path, capsys):
-    from pydarknet.cli import detect_main
+    from pydarknet.commands.detect import main as detect_main
     picture = np.full((40, 50, 3), 200, np.uint8)
     for rel in ("in/good.jpg", "in/good.png", "in/good.bmp", "in/a/x.jpg", "in/b/x.jpg"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,7 @@ def test_special_files_are_clear_errors(tmp_path, net):
 
 
 def test_detect_refuses_a_partial_file_saying_how_many_layers_it_fills(tmp_path, data, capsys):
-    from pydarknet.cli import detect_main
+    from pydarknet.commands.detect import main as detect_main
     net = Darknet(CFG, exact=False)
     sizes = layer_boundaries(net, read_header(data[:20]))
     path = write(tmp_path, data[:sizes[6]])
