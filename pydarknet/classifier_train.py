@@ -30,12 +30,12 @@ from .classifier_augment import augment_classification, crop_range
 from .classifier_data import ClassifierData, match_labels
 from .classify import network_tree
 from .data import DataError, DetectionBatchSampler, DetectionDataset, DetectionLoader, MultiScale
-from .distributed import DataParallelTrainer, init_replicas
+from .distributed import init_replicas
 from .engine import Hook, LogLines
 from .image import letterbox, load_image
 from .labels import classifier_truths
 from .trainloop import (TrainConfig, TrainResult, describe_loader_failure, report_skipped, say_and_err,
-                        shutdown_loader, prepare_network, run_engine, standard_hooks)
+                        shutdown_loader, run_engine, standard_hooks, start_run)
 
 __all__ = ["ClassificationDataset", "train_classifier", "usable_pictures"]
 
@@ -151,14 +151,8 @@ def train_classifier(cfg: TrainConfig, out=None) -> TrainResult:
         base = Path(cfg.cfg).stem
         say(base)
         say(f"{replicas.world}")
-        seed = replicas.agree_on_seed(cfg.seed, torch.device(cfg.device)) if replicas.world > 1 else cfg.seed
-        if seed is not None:
-            torch.manual_seed(seed + replicas.rank)
-        net = prepare_network(cfg, replicas, err)
-        trainer = DataParallelTrainer(net, replicas.world, quirk_warnings=replicas.main)
+        net, trainer, seed = start_run(cfg, replicas, say, err)
         o = net.options
-        say(f"Learning Rate: {float(np.float32(o.learning_rate) * np.float32(replicas.world)):g}, "
-            f"Momentum: {o.momentum:g}, Decay: {o.decay:g}")
         paths, truths = _training_set(cfg, data, net, err)
         say(f"{len(paths)}")
         dataset = ClassificationDataset(paths, truths, net.width, net.height, o, augment=cfg.augment,

@@ -12,8 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from . import image as imagemod
-from .detect import _as_image
+from .detect import _as_image, forward_letterboxed
 from .tree import WordTree, hierarchy_predictions
 
 __all__ = ["Prediction", "classify", "classify_tensor", "top_k", "network_tree"]
@@ -74,13 +73,4 @@ def classify(net, image, top: int = 5) -> list[Prediction]:
     probable first, as :class:`Prediction` (``class_id``, ``name``, ``prob``).
     """
     img = _as_image(image)
-    param = next(net.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    x = imagemod.letterbox(img, net.width, net.height)[None].to(device)
-    was_training = net.training
-    net.eval()
-    try:
-        out = net(x)[0]
-    finally:
-        net.train(was_training)
-    return classify_tensor(net, out, top)
+    return classify_tensor(net, forward_letterboxed(net, img), top)

@@ -85,6 +85,14 @@ def detect(net, image, thresh: float = .5, hier_thresh: float = .5, nms: float =
     prints them.
     """
     img = _as_image(image)
+    out = forward_letterboxed(net, img)
+    with _one_thread():
+        return detect_tensor(net, out, img.shape[2], img.shape[1], thresh, hier_thresh, nms)
+
+
+def forward_letterboxed(net, img: torch.Tensor) -> torch.Tensor:
+    """The network's output for one picture letterboxed to its input size (inference mode,
+    on the network's device), as Darknet's ``detector test`` and ``classifier predict`` feed it."""
     param = next(net.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     with _one_thread():
@@ -92,11 +100,9 @@ def detect(net, image, thresh: float = .5, hier_thresh: float = .5, nms: float =
     was_training = net.training
     net.eval()
     try:
-        out = net(x)[0]
+        return net(x)[0]
     finally:
         net.train(was_training)
-    with _one_thread():
-        return detect_tensor(net, out, img.shape[2], img.shape[1], thresh, hier_thresh, nms)
 
 
 @contextlib.contextmanager

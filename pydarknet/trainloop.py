@@ -53,7 +53,7 @@ from .network import Darknet
 from .train import TrainingError
 
 __all__ = ["TrainConfig", "TrainResult", "train_detector", "scan_samples", "prepare_network", "standard_hooks",
-           "run_engine", "say_and_err", "describe_loader_failure", "report_skipped", "shutdown_loader"]
+           "run_engine", "start_run", "say_and_err", "describe_loader_failure", "report_skipped", "shutdown_loader"]
 
 
 @dataclass
@@ -192,6 +192,21 @@ def prepare_network(cfg: TrainConfig, replicas: Replicas, err) -> Darknet:
     return net
 
 
+def start_run(cfg: TrainConfig, replicas: Replicas, say, err):
+    """(net, trainer, seed): the run's seed agreed by the processes, the network prepared, its
+    trainer, and Darknet's ``Learning Rate: ...`` line.  One iteration trains on trainer.batch
+    images per process: Darknet's imgs = batch*subdivisions*ngpus."""
+    seed = replicas.agree_on_seed(cfg.seed, torch.device(cfg.device)) if replicas.world > 1 else cfg.seed
+    if seed is not None:
+        torch.manual_seed(seed + replicas.rank)
+    net = prepare_network(cfg, replicas, err)
+    trainer = DataParallelTrainer(net, replicas.world, quirk_warnings=replicas.main)
+    o = net.options
+    say(f"Learning Rate: {float(np.float32(o.learning_rate) * np.float32(replicas.world)):g}, "
+        f"Momentum: {o.momentum:g}, Decay: {o.decay:g}")
+    return net, trainer, seed
+
+
 def standard_hooks(cfg: TrainConfig, backup: Path, base: str, main: bool) -> tuple[list[Hook], Checkpoints]:
     """Darknet's lines, the CSV log and loss plot (main process), a progress bar, checkpoints."""
     checkpoints = Checkpoints(backup, base, cfg.checkpoint_every, cfg.weights)
@@ -288,15 +303,8 @@ def _train(cfg: TrainConfig, out, replicas: Replicas) -> TrainResult:
         remove_dead_temporaries(backup)     # of checkpoint writers killed before they renamed
     base = Path(cfg.cfg).stem
     say(base)
-    seed = replicas.agree_on_seed(cfg.seed, torch.device(cfg.device)) if replicas.world > 1 else cfg.seed
-    if seed is not None:
-        torch.manual_seed(seed + replicas.rank)
-    net = prepare_network(cfg, replicas, err)
-    # One iteration trains on trainer.batch images per process: Darknet's imgs = batch*subdivisions*ngpus.
-    trainer = DataParallelTrainer(net, replicas.world, quirk_warnings=replicas.main)
+    net, trainer, seed = start_run(cfg, replicas, say, err)
     o = net.options
-    say(f"Learning Rate: {float(np.float32(o.learning_rate) * np.float32(replicas.world)):g}, "
-        f"Momentum: {o.momentum:g}, Decay: {o.decay:g}")
     iterations = -(-max(o.max_batches - trainer.batch_num, 0) // replicas.world)
     loader, schedule = _detection_data(cfg, net, replicas, seed, trainer.batch_num, iterations)
     if replicas.main:

@@ -55,13 +55,20 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return ap
 
 
-def check_inputs(args) -> None:
-    """Read the cfg, weights and data once, so user errors are reported plainly and early."""
+def network_to_train(args) -> Darknet:
+    """The cfg and its initial weights, read once before training so user errors are reported
+    plainly and early (Darknet's layer table printed unless -q)."""
     net = Darknet(args.cfg, exact=False)
     if not args.quiet:
         print(net.summary(), file=sys.stderr)
     if args.weights:
         net.load_weights(args.weights, partial=True)   # a backbone (partial file) is fine for training
+    return net
+
+
+def check_inputs(args) -> None:
+    """Read the cfg, weights and data once, so user errors are reported plainly and early."""
+    net = network_to_train(args)
     if net.detection_layer is None:
         raise CfgError(f"{args.cfg} has no [region] layer: it is not a detector")
     data = datamod.DataConfig.from_file(args.data)

@@ -18,18 +18,13 @@ from ..classifier_data import ClassifierData
 from ..classifier_train import train_classifier
 from ..data import DataError
 from ..distributed import launched_world
-from ..network import Darknet
 from .common import USER_ERRORS, fail, setup_command
-from .train import build_parser, launch, train_here
+from .train import build_parser, launch, network_to_train, train_here
 
 
 def check_inputs(args) -> None:
     """Read the cfg, weights and data once, so user errors are reported plainly and early."""
-    net = Darknet(args.cfg, exact=False)
-    if not args.quiet:
-        print(net.summary(), file=sys.stderr)
-    if args.weights:
-        net.load_weights(args.weights, partial=True)   # a backbone (partial file) is fine for training
+    net = network_to_train(args)
     data = ClassifierData.from_file(args.data)
     if net.output_shape.numel != data.classes:
         raise DataError(f"{args.data}: classes={data.classes} but the last layer of {args.cfg} "
