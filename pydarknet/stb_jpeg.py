@@ -190,7 +190,9 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, per_mcu, comp, coef
 
     Returns (1 or a negative error code, position, pending marker).  Baseline
     blocks are stored dequantised (as C shorts), as stb's decode_block does;
-    progressive ones are dequantised at the end.
+    progressive ones are dequantised at the end.  One long function on purpose: a numba
+    loop over MCUs whose bit-reader state (cb, bits, nomore, marker) would otherwise be
+    passed in and out of every step, as it is in stb's own C.
     """
     spec_start, spec_end, succ_high, succ_low = spec[0], spec[1], spec[2], spec[3]
     cb = np.int64(0)
@@ -304,7 +306,8 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, per_mcu, comp, coef
 @numba.njit(cache=True, nogil=True, inline="always")
 def _prog_ac(buf, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, spec_end,
              succ_high, succ_low, fast, size, values, maxcode, delta, fast_ac):
-    """``stbi__jpeg_decode_block_prog_ac``: first AC scans and refinement scans."""
+    """``stbi__jpeg_decode_block_prog_ac``: first AC scans and refinement scans.  Kept as one
+    numba function, like stb's C, so the bit-reader state stays in registers."""
     if succ_high == 0:
         if eob:
             return 1, eob - 1, pos, cb, bits, nomore, marker
