@@ -180,11 +180,14 @@ def test_darknet19_softmax_delta_bit_exact():
 # --- whole iterations ---------------------------------------------------------------
 
 # (loss, whole update, each layer's update vector) relative tolerances per iteration, 10x the
-# largest measured over the three variants: loss 0 / 4.6e-7 / 3.0e-6 (iteration 1 is exact:
-# 1e-6 allows float32 rounding), update 2.1e-6 / 1.6e-5 / 7.0e-5, worst layer 4.7e-6 / 3.4e-5 / 1.5e-4.
-E3_TOLERANCES = [(1e-6, 2e-5, 5e-5), (5e-6, 1.6e-4, 3.4e-4), (3e-5, 7e-4, 1.5e-3)]
-# darknet19 (E4), per iteration, 10x measured: sampled weights' update relative L2 2.8e-5 / 2.8e-3 /
-# 2.9e-3; per-layer-part update norms 1.1e-5 / 4.6e-4 / 5.8e-3; last conv biases 4.8e-7 / 3.9e-6 / 3.7e-6.
+# largest measured over the three variants with torch on 1 and on 2 threads: loss 0 / 3.5e-6 /
+# 1.9e-4 (iteration 1 is exact: 1e-6 allows float32 rounding), update 7.3e-6 / 1.0e-3 / 9.1e-3,
+# worst layer 4.2e-5 / 3.6e-3 / 2.3e-2 (the convolutions' float32 noise, which depends on the
+# thread count, grows with each update).
+E3_TOLERANCES = [(1e-6, 7.3e-5, 4.2e-4), (3.5e-5, 1e-2, 3.6e-2), (1.9e-3, 9.1e-2, 2.3e-1)]
+# darknet19 (E4), per iteration, 10x measured (1 and 2 threads): sampled weights' update relative L2
+# 2.8e-5 / 2.8e-3 / 2.9e-3; per-layer-part update norms 1.1e-5 / 4.6e-4 / 5.8e-3; last conv biases
+# 5.0e-7 / 3.9e-6 / 3.7e-6.
 E4_TOLERANCES = [(3e-4, 1.1e-4, 5e-6), (2.8e-2, 4.6e-3, 4e-5), (3e-2, 5.8e-2, 4e-5)]
 
 

@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
 from pydarknet.atomic import atomic_write, remove_dead_temporaries
+from pydarknet.engine import CsvLog
 from pydarknet.image import ImageError, load_image
 from pydarknet.outputs import keep_aside, result_names
 
@@ -76,7 +78,7 @@ def test_keep_aside_never_replaces_a_file(tmp_path):
 
 
 def _log(path: Path, iterations) -> None:
-    from pydarknet.trainloop import _LOG_FIELDS
+    from pydarknet.engine import LOG_FIELDS as _LOG_FIELDS
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, _LOG_FIELDS)
         w.writeheader()
@@ -88,20 +90,24 @@ def _rows(path: Path) -> list[str]:
         return [r["iteration"] for r in csv.DictReader(f)]
 
 
+def _open_log(log: Path, start: int) -> None:
+    """What a training run starting (or resuming) at batch ``start`` does to its CSV log."""
+    engine = SimpleNamespace(trainer=SimpleNamespace(batch_num=start), err=lambda m: print(m, file=sys.stderr))
+    hook = CsvLog(log)
+    hook.start(engine)
+    hook.close(engine)
+
+
 def test_a_new_training_run_keeps_the_earlier_log(tmp_path, capsys):
-    from pydarknet.trainloop import _open_log
     log = tmp_path / "tiny_log.csv"
     _log(log, [1, 2, 3])
-    f, _ = _open_log(log, 0)            # a fresh run into the same backup folder
-    f.close()
+    _open_log(log, 0)                   # a fresh run into the same backup folder
     assert _rows(tmp_path / "tiny_log.1.csv") == ["1", "2", "3"] and _rows(log) == []
     assert "kept as" in capsys.readouterr().err
     _log(log, [1, 2, 3, 4])
-    f, _ = _open_log(log, 2)            # resuming from iteration 2: rows 3, 4 would be dropped
-    f.close()
+    _open_log(log, 2)                   # resuming from iteration 2: rows 3, 4 would be dropped
     assert _rows(tmp_path / "tiny_log.2.csv") == ["1", "2", "3", "4"] and _rows(log) == ["1", "2"]
-    f, _ = _open_log(log, 2)            # nothing to drop: continued in place
-    f.close()
+    _open_log(log, 2)                   # nothing to drop: continued in place
     assert _rows(log) == ["1", "2"] and not (tmp_path / "tiny_log.3.csv").exists()
 
 
@@ -109,8 +115,8 @@ def test_image_errors_keep_their_reason_and_name_the_path_once(tmp_path):
     (tmp_path / "junk.jpg").write_bytes(b"junk")
     ok, jpg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "cut.jpg").write_bytes(jpg.tobytes()[:40])
-    cases = {"missing.jpg": "No such file or directory", "junk.jpg": "not an image format OpenCV reads",
-             "cut.jpg": "corrupt or truncated JPEG data"}
+    cases = {"missing.jpg": "No such file or directory", "junk.jpg": "unknown image type",
+             "cut.jpg": "stb_image rejects this JPEG: no SOF"}
     for name, reason in cases.items():
         with pytest.raises(ImageError) as e:
             load_image(tmp_path / name)

@@ -5,10 +5,11 @@ The fixtures are three iterations of Darknet's GPU training semantics run on the
 ``burn_in`` 0 and 10.  Seen and the learning rate are equal; the loss and the weight update
 (after - before: the whole weights file, and each layer's vector) are compared by relative
 difference, with tolerances 10x the largest distance measured over the four fixtures (synthetic
-and photo, burn_in 0 and 10): loss 1.7e-6 (iteration 1) / 2.0e-4 (iterations 2-3); update
-relative L2 1.5e-4 (iterations 1-2) / 1.2e-3 (iteration 3); worst layer 5.4e-4 / 4.3e-3.
-Batch norm sums its statistics in Darknet's float order; the rest is float32 noise of the
-convolutions, which grows with each iteration.
+and photo, burn_in 0 and 10) with torch on 1 and on 2 threads: iteration 1 loss 1.7e-6, update
+relative L2 1.5e-4, worst layer 5.4e-4; iteration 2 2.8e-5 / 4.4e-3 / 7.0e-3; iteration 3
+2.0e-3 / 7.4e-3 / 1.8e-2.  Iteration 1 is Darknet's to float32 noise (batch norm sums its
+statistics in Darknet's float order); after it the convolutions' float32 noise, which depends
+on torch's thread count, is amplified by each update.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def train_sets():
 
 
 # (loss, whole update, each layer's update) relative tolerances per iteration: 10x measured
-TOLERANCES = {0: (2e-5, 1.5e-3, 5.4e-3), 1: (2e-3, 1.5e-3, 5.4e-3), 2: (2e-3, 1.2e-2, 4.3e-2)}
+TOLERANCES = {0: (2e-5, 1.5e-3, 5.4e-3), 1: (3e-4, 4.4e-2, 7e-2), 2: (2e-2, 7.4e-2, 1.8e-1)}
 
 
 def weights_body(data: bytes) -> np.ndarray:
