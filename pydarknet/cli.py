@@ -75,6 +75,8 @@ def detect_main(argv=None) -> int:
     ap.add_argument("--fast", action="store_true",
                     help="plain PyTorch arithmetic: several times faster, within ~1e-5 of Darknet "
                          "instead of bit-identical")
+    ap.add_argument("--flavour", choices=("pjreddie", "alexeyab"),
+                    help="detect as this Darknet does (default: guessed from the cfg)")
     args = ap.parse_args(argv)
     warnings.showwarning = warn_to_stderr
     if hasattr(signal, "SIGPIPE"):  # `detect.py ... | head` ends quietly, as a C program does
@@ -82,7 +84,7 @@ def detect_main(argv=None) -> int:
     text_out = sys.stderr if args.json else sys.stdout
 
     try:
-        net = Darknet(args.cfg, exact=not args.fast)
+        net = Darknet(args.cfg, exact=not args.fast, flavour=args.flavour)
         net.load_weights(args.weights)
         net.names = class_names(args, net)
         net.eval().to(args.device)
@@ -91,7 +93,7 @@ def detect_main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if net.detection_layer is None:
-        print(f"error: {args.cfg} has no [region] layer: it is not a detector", file=sys.stderr)
+        print(f"error: {args.cfg} has no detection layer: it is not a detector", file=sys.stderr)
         return 2
     if not paths:
         print("error: no pictures found", file=sys.stderr)
@@ -111,7 +113,7 @@ def detect_main(argv=None) -> int:
         found = detect(net, img, args.thresh, args.hier, args.nms)
         print(f"{path}: Predicted in {time.perf_counter() - start:f} seconds.", file=text_out)
         for d in found:
-            print(d.darknet_line(), file=text_out)
+            print(d.printed_line(net.flavour, img.shape[2], img.shape[1]), file=text_out)
         picture = draw_detections(to_uint8(img), found, net.detection_layer.classes)
         if out_dir:
             target = out_dir / (Path(path).stem + ".jpg")

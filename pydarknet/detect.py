@@ -40,6 +40,10 @@ class Detection:
         return (f"{self.darknet_line()}\t(left_x: {vals[0]:4.0f}   top_y: {vals[1]:4.0f}   "
                 f"width: {vals[2]:4.0f}   height: {vals[3]:4.0f})")
 
+    def printed_line(self, flavour: str, im_w: int, im_h: int) -> str:
+        """The line the flavour's ``detector test`` prints (AlexeyAB: with ``-ext_output``)."""
+        return self.alexeyab_line(im_w, im_h) if flavour == "alexeyab" else self.darknet_line()
+
     def darknet_line(self) -> str:
         """What Darknet prints: ``name: NN%`` (prob*100 in float, printed with %.0f)."""
         percent = float(np.float32(self.prob) * np.float32(100))
@@ -86,6 +90,8 @@ def _head_detections(net, layer, output, im_w, im_h, thresh, hier_thresh, letter
 def uses_letterbox(net, flavour: str | None = None) -> bool:
     """pjreddie letterboxes the picture; AlexeyAB resizes it unless ``[net] letter_box=1``."""
     flavour = flavour or net.flavour
+    if any(layer.kind == "detection" for layer in net.heads):
+        return False  # YOLOv1's test program resizes, and its boxes are not corrected
     return flavour == "pjreddie" or bool(net.options.letter_box)
 
 

@@ -77,7 +77,7 @@ def learning_rate(o: NetOptions, batch_num: int, rng: random.Random | None = Non
 
 
 #: Output layers that pydarknet runs and decodes but cannot train yet (their losses are not implemented).
-UNTRAINABLE_HEADS = ("yolo", "gaussian_yolo", "detection")
+UNTRAINABLE_HEADS = ("yolo", "gaussian_yolo", "detection", "contrastive")
 
 
 class UntrainableError(ValueError):

@@ -86,7 +86,11 @@ def resolve_data_path(name: str, cfg_path: str | None) -> Path:
     if p.is_file() or p.is_absolute() or not cfg_path:
         return p
     beside = Path(cfg_path).parent / p
-    return beside if beside.is_file() else p
+    if beside.is_file():
+        return beside
+    # AlexeyAB's cfg/yolo9000.cfg names data/9k.tree while its repository keeps cfg/9k.tree
+    same_name = Path(cfg_path).parent / p.name
+    return same_name if same_name.is_file() else p
 
 
 def hierarchy_predictions(probs: torch.Tensor, tree: WordTree, only_leaves: bool = False) -> torch.Tensor:

@@ -72,7 +72,7 @@ def test_each_bad_line_is_reported_with_its_number():
 
 @pytest.mark.parametrize("body,where,what", [
     ("[convolutional]\nfilters=3.5\n", ":6", "filters=3.5: expected an integer"),
-    ("[convolutional]\nfilters=4\nactivation=swish\n", ":7", "activation=swish: expected one of"),
+    ("[convolutional]\nfilters=4\nactivation=swoosh\n", ":7", "activation=swoosh: expected one of"),
     ("[maxpool]\nsize=two\n", ":6", "size=two: expected an integer"),
     ("[region]\nanchors=1,x\n", ":6", "anchors=1,x: expected a comma-separated list of numbers"),
     ("[route]\n", ":5", "needs 'layers='"),

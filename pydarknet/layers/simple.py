@@ -73,3 +73,25 @@ class Empty(Layer):
 
     def forward(self, x):
         return x
+
+
+@register("contrastive")
+class Contrastive(Layer):
+    """AlexeyAB's [contrastive]: a training-only loss; at inference its output stays zero (its
+    forward returns at once and Darknet's output buffer is calloc'ed)."""
+
+    def __init__(self, section, index):
+        super().__init__(section, index)
+        self.classes = section.get_int("classes", 1000)
+        given = section.get_int("yolo_layer", 0)
+        self.yolo_layer = given + index if given < 0 else given
+        for key in ("temperature", "cls_normalizer", "max_delta"):
+            section.get_float(key, 1.)
+        section.get_int("contrastive_neg_max", 3)
+
+    def bind(self, layers):
+        if not 0 <= self.yolo_layer < len(layers) or layers[self.yolo_layer].kind != "yolo":
+            raise self.error(f"yolo_layer= must point to a [yolo] layer (AlexeyAB stops otherwise)")
+
+    def forward(self, x):
+        return torch.zeros_like(x)
