@@ -40,7 +40,8 @@ class WordTree:
 def read_tree(path) -> WordTree:
     path = Path(path)
     try:
-        lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+        # Darknet reads each line as a C string: anything after a NUL byte is not seen
+        lines = [ln.split("\0")[0].split() for ln in path.read_text().splitlines() if ln.split("\0")[0].strip()]
     except OSError as e:
         raise FileNotFoundError(f"{path}: cannot read tree file ({e.strerror})") from None
     names, parent = [], []
