@@ -314,3 +314,19 @@ def test_opencv_agrees_on_alexeyab_heads(name, tmp_path):
         theirs = cv.forward(blob)
         ours = outs[conv.index].numpy()
         assert np.abs(theirs - ours).max() <= 3e-5 * np.abs(ours).max()
+
+
+# --- (g) training refuses heads whose loss is missing; sgdr ------------------------------------------
+def test_training_a_yolo_cfg_is_refused_clearly():
+    from pydarknet.train import Trainer, UntrainableError
+    with pytest.raises(UntrainableError, match=r"t.cfg:\d+: layer 1 \[yolo\]: training losses"):
+        Trainer(build(YOLO).train())
+
+
+def test_sgdr_rate_is_alexeyab_cosine_with_restarts():
+    from pydarknet.train import learning_rate
+    o = build(NET + "learning_rate=0.01\npolicy=sgdr\nmax_batches=100\nsgdr_cycle=10\nsgdr_mult=2\n"
+              "[convolutional]\nfilters=2\nsize=1\n").options
+    assert learning_rate(o, 0) == pytest.approx(.01)
+    assert learning_rate(o, 5) == pytest.approx(.00001 + .5 * (.01 - .00001), rel=1e-6)
+    assert learning_rate(o, 20) == pytest.approx(.00001 + .5 * (.01 - .00001), rel=1e-6)  # 2nd cycle: 10..30
