@@ -44,7 +44,9 @@ def _randomise(net, torch):
     with standard deviation 1/sqrt(fan-in) so that deep networks keep activations of order 1."""
     with torch.no_grad():
         for layer in net.layers:
-            for p in layer.darknet_params():
+            # share_index layers keep batch-norm statistics the file does not hold
+            stats = [getattr(layer, k) for k in ("scales", "rolling_variance") if hasattr(layer, k)]
+            for p in layer.darknet_params() or stats:
                 if p is getattr(layer, "rolling_variance", None) or p is getattr(layer, "scales", None):
                     p.copy_(torch.rand_like(p) * .2 + .9)
                 elif p is getattr(layer, "weight", None) and p.dim() >= 2:
