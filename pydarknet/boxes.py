@@ -19,6 +19,10 @@ __all__ = [
     "DetectionRows",
     "PrintedRow",
     "box_iou",
+    "box_diou",
+    "concat_detections",
+    "decode_yolo",
+    "printed_alexeyab",
     "decode_region",
     "decode_region_tree",
     "detection_rows",
@@ -82,6 +86,28 @@ def region_boxes(out: Tensor, anchors: Tensor, darknet_rounding: bool = True) ->
     return x, y, w, h
 
 
+def _correct_boxes(x, y, w, h, im_w, im_h, net_w, net_h, letterbox: bool, relative: bool):
+    """correct_region_boxes / correct_yolo_boxes: from the network input back to the picture."""
+    if net_w is None or net_h is None:
+        if im_w is not None or im_h is not None:
+            raise ValueError("net_w and net_h are needed to correct boxes to the image")
+        return x, y, w, h
+    device = x.device
+    im_w = net_w if im_w is None else im_w
+    im_h = net_h if im_h is None else im_h
+    new_w, new_h = letterbox_geometry(im_w, im_h, net_w, net_h)[:2] if letterbox else (net_w, net_h)
+    # correct_region_boxes mixes precisions: the offset is a double expression, the scale a
+    # float quotient, and the x/y subtraction and division happen in double.
+    x = ((x.double() - (net_w - new_w) / 2.0 / net_w) / float(_f32(new_w) / _f32(net_w))).to(_F32)
+    y = ((y.double() - (net_h - new_h) / 2.0 / net_h) / float(_f32(new_h) / _f32(net_h))).to(_F32)
+    w = w * (_f32(net_w) / _f32(new_w)).to(device)
+    h = h * (_f32(net_h) / _f32(new_h)).to(device)
+    if not relative:
+        x, w = x * _f32(im_w).to(device), w * _f32(im_w).to(device)
+        y, h = y * _f32(im_h).to(device), h * _f32(im_h).to(device)
+    return x, y, w, h
+
+
 def decode_region(
     output: Tensor,
     anchors: Sequence[float],
@@ -118,22 +144,7 @@ def decode_region(
     keep = (prob > thr) & (objectness != 0).unsqueeze(1)
     prob = torch.where(keep, prob, torch.zeros_like(prob))
 
-    if net_w is None or net_h is None:
-        if im_w is not None or im_h is not None:
-            raise ValueError("decode_region: net_w and net_h are needed to correct boxes to the image")
-    else:
-        im_w = net_w if im_w is None else im_w
-        im_h = net_h if im_h is None else im_h
-        new_w, new_h = letterbox_geometry(im_w, im_h, net_w, net_h)[:2] if letterbox else (net_w, net_h)
-        # correct_region_boxes mixes precisions: the offset is a double expression, the scale a
-        # float quotient, and the x/y subtraction and division happen in double.
-        x = ((x.double() - (net_w - new_w) / 2.0 / net_w) / float(_f32(new_w) / _f32(net_w))).to(_F32)
-        y = ((y.double() - (net_h - new_h) / 2.0 / net_h) / float(_f32(new_h) / _f32(net_h))).to(_F32)
-        w = w * (_f32(net_w) / _f32(new_w)).to(device)
-        h = h * (_f32(net_h) / _f32(new_h)).to(device)
-        if not relative:
-            x, w = x * _f32(im_w).to(device), w * _f32(im_w).to(device)
-            y, h = y * _f32(im_h).to(device), h * _f32(im_h).to(device)
+    x, y, w, h = _correct_boxes(x, y, w, h, im_w, im_h, net_w, net_h, letterbox, relative)
 
     boxes = torch.stack([x, y, w, h], dim=-1).reshape(num * H * W, 4)
     probs = prob.permute(0, 2, 3, 1).reshape(num * H * W, classes)
@@ -177,6 +188,66 @@ def decode_region_tree(
     return Detections(dets.boxes, dets.objectness, probs, dets.index)
 
 
+def decode_yolo(
+    output: Tensor,
+    anchors: Sequence[float],
+    mask: Sequence[int],
+    classes: int,
+    thresh: float = 0.5,
+    im_w: int | None = None,
+    im_h: int | None = None,
+    net_w: int | None = None,
+    net_h: int | None = None,
+    letterbox: bool = True,
+    relative: bool = True,
+    new_coords: bool = False,
+    gaussian: bool = False,
+) -> Detections:
+    """``get_yolo_detections`` (and AlexeyAB's ``get_gaussian_yolo_detections``) for one head.
+
+    ``output`` is the activated (len(mask)*(box+1+classes), H, W) head output.  Only boxes whose
+    objectness is above ``thresh`` are kept, in Darknet's order: position (row-major) first, then
+    anchor; ``index`` is ``anchor*H*W + position``.  Boxes: x = (col + tx)/W, w = exp(tw)·anchor/net_w
+    (``new_coords``: (2·tw)²·anchor/net_w, i.e. tw²·4·anchor); prob = obj·class (Gaussian: times
+    1 − mean σ).  ``letterbox`` corrects for pjreddie's letterboxed input (AlexeyAB: ``letter_box=1``).
+    """
+    _, H, W = output.shape
+    num = len(mask)
+    box = 8 if gaussian else 4
+    out = output.to(_F32).reshape(num, box + 1 + classes, H, W).permute(2, 3, 0, 1).reshape(H * W * num, -1)
+    obj = out[:, box]
+    keep = obj > _f32(thresh).to(out.device)
+    rows = torch.nonzero(keep).flatten()
+    out = out[rows]
+    pos, anchor = rows // num, rows % num
+    col, row = (pos % W).to(_F32), (pos // W).to(_F32)
+    bias = torch.tensor(list(anchors), dtype=_F32, device=out.device).reshape(-1, 2)[torch.tensor(list(mask))[anchor]]
+    tx, ty, tw, th = (out[:, 0], out[:, 2], out[:, 4], out[:, 6]) if gaussian else out[:, :4].unbind(1)
+    x = (col + tx) / _f32(W).to(out.device)
+    y = (row + ty) / _f32(H).to(out.device)
+    nw, nh = (W, H) if net_w is None else (net_w, net_h)
+    if new_coords:
+        w = tw * tw * _f32(4).to(out.device) * bias[:, 0] / _f32(nw).to(out.device)
+        h = th * th * _f32(4).to(out.device) * bias[:, 1] / _f32(nh).to(out.device)
+    else:  # exp() is the double libm exp, the product and quotient in double, rounded once
+        w = (torch.exp(tw.double()) * bias[:, 0].double() / nw).to(_F32)
+        h = (torch.exp(th.double()) * bias[:, 1].double() / nh).to(_F32)
+    x, y, w, h = _correct_boxes(x, y, w, h, im_w, im_h, net_w, net_h, letterbox, relative)
+    objectness = out[:, box]
+    prob = objectness.unsqueeze(1) * out[:, box + 1:]
+    if gaussian:
+        uc = ((out[:, 1].double() + out[:, 3] + out[:, 5] + out[:, 7]) / 4.0)
+        prob = (prob.double() * (1.0 - uc.unsqueeze(1))).to(_F32)
+    prob = torch.where(prob > _f32(thresh).to(out.device), prob, torch.zeros_like(prob))
+    return Detections(torch.stack([x, y, w, h], dim=-1), objectness, prob, anchor * H * W + pos)
+
+
+def concat_detections(parts: Sequence[Detections]) -> Detections:
+    """The detections of several heads, one after the other (Darknet's fill_network_boxes)."""
+    return Detections(torch.cat([d.boxes for d in parts]), torch.cat([d.objectness for d in parts]),
+                      torch.cat([d.probs for d in parts]), torch.cat([d.index for d in parts]))
+
+
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
     """IoU of centre/size boxes (..., 4), broadcast, in Darknet's float32 arithmetic (box.c)."""
     a, b = a.to(_F32), b.to(_F32)
@@ -192,6 +263,21 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     inter = torch.where((ow < 0) | (oh < 0), torch.zeros_like(ow), ow * oh)
     union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
     return inter / union
+
+
+def box_diou(a: Tensor, b: Tensor, beta: float = 0.6) -> Tensor:
+    """AlexeyAB's ``box_diou`` (beta 0.6) / ``box_diounms``: IoU − (d²/c²)^beta, d the centre
+    distance, c the diagonal of the smallest enclosing box (IoU alone when c is 0)."""
+    a, b = a.to(_F32), b.to(_F32)
+    top = torch.minimum(a[..., 1] - a[..., 3] / 2, b[..., 1] - b[..., 3] / 2)
+    bot = torch.maximum(a[..., 1] + a[..., 3] / 2, b[..., 1] + b[..., 3] / 2)
+    left = torch.minimum(a[..., 0] - a[..., 2] / 2, b[..., 0] - b[..., 2] / 2)
+    right = torch.maximum(a[..., 0] + a[..., 2] / 2, b[..., 0] + b[..., 2] / 2)
+    c = (right - left) ** 2 + (bot - top) ** 2
+    d = (a[..., 0] - b[..., 0]) ** 2 + (a[..., 1] - b[..., 1]) ** 2
+    iou = box_iou(a, b)
+    u = torch.pow((d / c).double(), beta).to(_F32)  # pow() in double
+    return torch.where(c == 0, iou, iou - u)
 
 
 def _compaction_order(live: Tensor) -> Tensor:
@@ -235,13 +321,18 @@ def _greedy_keep(suppress: Tensor) -> Tensor:
         keep = new
 
 
-def nms_sort(dets: Detections, classes: int, nms_thresh: float) -> Detections:
+def nms_sort(dets: Detections, classes: int, nms_thresh: float, kind: str = "default",
+             beta: float = 0.6) -> Detections:
     """Darknet's ``do_nms_sort``: returns the detections reordered, suppressed probs zeroed.
 
     Dead (objectness 0) detections are moved to the tail first, then for every class the live
     prefix is stably sorted by that class's prob (glibc qsort is a merge sort) and each det
     with a non-zero prob zeroes the prob of every later det it overlaps by more than
     ``nms_thresh``. The final order is the one the last class's sort left.
+
+    AlexeyAB's ``diounms_sort`` is the same loop with another overlap: ``kind="greedynms"``
+    suppresses by DIoU (beta 0.6), ``"diounms"`` by DIoU with ``beta`` (its ``beta_nms``);
+    ``"default"`` is IoU.
     """
     dets = dets.select(_compaction_order(dets.objectness != 0))
     n_live = int((dets.objectness != 0).sum())
@@ -252,7 +343,13 @@ def nms_sort(dets: Detections, classes: int, nms_thresh: float) -> Detections:
     slot = torch.full((n_live,), -1, dtype=torch.int64, device=probs.device)
     slot[ids] = torch.arange(ids.numel(), device=probs.device)
     cand_boxes = dets.boxes[ids]
-    iou = box_iou(cand_boxes.unsqueeze(1), cand_boxes.unsqueeze(0))
+    pair = (cand_boxes.unsqueeze(1), cand_boxes.unsqueeze(0))
+    if kind == "default":
+        iou = box_iou(*pair)
+    elif kind in ("greedynms", "diounms"):
+        iou = box_diou(*pair, 0.6 if kind == "greedynms" else beta)
+    else:
+        raise ValueError(f"nms kind must be default, greedynms or diounms, not {kind!r}")
     over = iou > _f32(nms_thresh).to(iou.device)
 
     order = torch.arange(n_live, device=probs.device)
@@ -305,3 +402,25 @@ def printed(dets: Detections, thresh: float) -> list[PrintedRow]:
         PrintedRow(int(p), int(c), float(v), float(pc))
         for p, c, v, pc in zip(rows.pos.tolist(), rows.cls.tolist(), rows.prob.tolist(), percent.tolist())
     ]
+
+
+def printed_alexeyab(dets: Detections, thresh: float) -> list[PrintedRow]:
+    """The lines AlexeyAB's ``draw_detections_v3`` prints: each detection with a class above
+    ``thresh`` gives its best class (first maximum) then its other classes above ``thresh`` in
+    class order; the detections are stably sorted by their left edge x − w/2."""
+    probs = dets.probs
+    above = probs > _f32(thresh).to(probs.device)
+    chosen = torch.nonzero(above.any(dim=1)).flatten()
+    if not len(chosen):
+        return []
+    left = dets.boxes[chosen, 0] - dets.boxes[chosen, 2] / 2
+    chosen = chosen[torch.sort(left, stable=True).indices]
+    masked = torch.where(above, probs, torch.full_like(probs, -1.))
+    best = masked.argmax(dim=1)  # first maximum, as its strict '>' scan
+    rows = []
+    for p in chosen.tolist():
+        b = int(best[p])
+        for c in [b] + [c for c in torch.nonzero(above[p]).flatten().tolist() if c != b]:
+            v = probs[p, c]
+            rows.append(PrintedRow(p, c, float(v), float(v * _f32(100))))
+    return rows

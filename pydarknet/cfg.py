@@ -69,11 +69,20 @@ SECTION_ALIASES = {
     "connected": "connected", "conn": "connected",
     "route": "route", "reorg": "reorg", "region": "region", "cost": "cost",
     "dropout": "dropout", "shortcut": "shortcut", "upsample": "upsample", "yolo": "yolo",
+    # pjreddie sections added with the zoo (issue 11)
+    "crop": "crop", "detection": "detection", "local": "local", "batchnorm": "batchnorm",
+    # AlexeyAB-only sections (their presence makes a cfg AlexeyAB-flavoured)
+    "gaussian_yolo": "gaussian_yolo", "sam": "sam", "scale_channels": "scale_channels",
+    "reorg3d": "reorg3d", "local_avgpool": "local_avgpool", "local_avg": "local_avgpool",
+    "contrastive": "contrastive",
+    "empty": "empty", "silence": "empty",
 }
+# Section kinds that only AlexeyAB's Darknet reads.
+ALEXEYAB_SECTIONS = {"gaussian_yolo", "sam", "scale_channels", "reorg3d", "local_avgpool", "contrastive",
+                     "empty"}
 # Sections the reference Darknet knows but pydarknet does not build.
-DARKNET_ONLY = {"crop", "detection", "iseg", "local", "deconv", "deconvolutional",
-                "activation", "logistic", "l2norm", "crnn", "gru", "lstm", "rnn",
-                "lrn", "normalization", "batchnorm"}
+DARKNET_ONLY = {"iseg", "deconv", "deconvolutional", "activation", "logistic", "l2norm",
+                "lrn", "normalization", "history", "implicit", "rnn", "gru", "lstm", "crnn", "conv_lstm"}
 
 
 def canonical_kind(name: str) -> str | None:

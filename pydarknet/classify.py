@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .detect import _as_image, forward_letterboxed
+from .detect import _as_image, forward_picture
 from .tree import WordTree, hierarchy_predictions
 
 __all__ = ["Prediction", "classify", "classify_tensor", "top_k", "network_tree"]
@@ -73,4 +73,4 @@ def classify(net, image, top: int = 5) -> list[Prediction]:
     probable first, as :class:`Prediction` (``class_id``, ``name``, ``prob``).
     """
     img = _as_image(image)
-    return classify_tensor(net, forward_letterboxed(net, img), top)
+    return classify_tensor(net, forward_picture(net, img)[0], top)

@@ -133,6 +133,9 @@ def activate(x: torch.Tensor, name: str) -> torch.Tensor:
         return logistic(x)
     if name == "relu":
         return x * (x > 0)
+    from .layers.activations import ALEXEYAB_ACTIVATIONS, ACTIVATIONS
+    if name in ALEXEYAB_ACTIVATIONS:  # AlexeyAB computes these in float: the torch ops are its arithmetic
+        return ACTIVATIONS[name](x)
     raise NotImplementedError(f"exact arithmetic for activation={name} is not implemented")
 
 

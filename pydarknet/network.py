@@ -14,7 +14,8 @@ from .layers import REGISTRY, BuildError, Layer, Shape
 
 __all__ = ["Darknet", "NetOptions"]
 
-POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random")
+HEAD_KINDS = ("region", "yolo", "gaussian_yolo", "detection")
+POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random", "sgdr")
 
 
 @dataclass
@@ -54,6 +55,10 @@ class NetOptions:
     saturation: float = 1.
     exposure: float = 1.
     hue: float = 0.
+    learning_rate_min: float = .00001  # AlexeyAB's sgdr
+    sgdr_cycle: int = 0
+    sgdr_mult: int = 2
+    letter_box: bool = False  # AlexeyAB: letterbox (instead of resize) the picture at detection
 
     @classmethod
     def from_section(cls, s: cfgmod.Section) -> "NetOptions":
@@ -104,6 +109,16 @@ class NetOptions:
         elif o.policy == "sigmoid":
             o.gamma, o.step = s.get_float("gamma", 1.), s.get_int("step", 1)
         o.max_batches = s.get_int("max_batches", 0, min=0)
+        if o.policy == "sgdr":  # AlexeyAB: cosine restarts; steps/scales are optional there
+            o.learning_rate_min = s.get_float("learning_rate_min", .00001)
+            o.sgdr_cycle = s.get_int("sgdr_cycle", o.max_batches)
+            o.sgdr_mult = s.get_int("sgdr_mult", 2)
+            if s.has("steps"):
+                o.steps = s.get_list("steps", int)
+                o.scales = s.get_list("scales", float, default=[1.] * len(o.steps))
+        o.letter_box = s.get_bool("letter_box")
+        if o.batch < 1 or o.subdivisions < 1:
+            raise s.error("batch and subdivisions must be positive")
         return o
 
 
@@ -134,7 +149,8 @@ class Darknet(nn.Module):
     loss within ~1e-6 of Darknet's instead of ~1e-4 (at about twice the cost per step).
     """
 
-    def __init__(self, cfg, *, text: str | None = None, exact: bool = True, memory_budget: int | str | None = None):
+    def __init__(self, cfg, *, text: str | None = None, exact: bool = True, flavour: str | None = None,
+                 memory_budget: int | str | None = None):
         super().__init__()
         if text is None:
             cfg = resolve_cfg(cfg)     # a bare name such as "yolov2-voc" is a shipped cfg
@@ -144,6 +160,11 @@ class Darknet(nn.Module):
         else:
             self.cfg_path, self.cfg_text = str(cfg or "<string>"), text
             sections = cfgmod.parse(text, self.cfg_path)
+        from .flavour import detect_flavour, mark_training_options
+        #: "pjreddie" or "alexeyab": which Darknet's detection rules apply (pydarknet.flavour).
+        self.flavour = detect_flavour(sections, flavour)
+        for section in sections:
+            mark_training_options(section)
         self.options = NetOptions.from_section(sections[0])
         self.width, self.height, self.channels = self.options.width, self.options.height, self.options.channels
         self.seen = 0
@@ -159,6 +180,9 @@ class Darknet(nn.Module):
             if section.kind == "net":
                 raise section.error("a second [net] section is not allowed")
             layer = REGISTRY[section.kind](section, index)
+            layer.flavour = self.flavour
+            if hasattr(layer, "bind"):  # layers that use another layer's parameters (share_index=)
+                layer.bind(self.layers)
             in_shapes = [self._source_shape(j) for j in layer.sources]
             # everything is sized from the shapes before build() allocates the parameters
             params = 4 * layer.param_count(in_shapes)
@@ -243,11 +267,20 @@ class Darknet(nn.Module):
 
     @property
     def detection_layer(self) -> Layer | None:
-        """The last [region] or [yolo] layer, or None for a classifier."""
-        for layer in reversed(self.layers):
-            if layer.kind in ("region", "yolo"):
-                return layer
-        return None
+        """The last detection head ([region], [yolo], [Gaussian_yolo], [detection]), or None."""
+        heads = self.heads
+        return heads[-1] if heads else None
+
+    @property
+    def heads(self) -> list[Layer]:
+        """Every detection head, in layer order (Darknet gathers boxes from each)."""
+        return [layer for layer in self.layers if layer.kind in HEAD_KINDS]
+
+    def forward_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The outputs of :attr:`heads` for the input ``x``."""
+        keep = {layer.index for layer in self.heads}
+        outputs = self._run(x, keep=False, also=keep)
+        return [outputs[i] for i in sorted(keep)]
 
     # --- forward --------------------------------------------------------------
     def _check_input(self, x: torch.Tensor) -> None:
@@ -257,7 +290,7 @@ class Darknet(nn.Module):
             raise ValueError(f"input is {x.shape[3]}x{x.shape[2]} but the network is {self.width}x{self.height}; "
                              f"letterbox the image to that size or call resize({x.shape[3]}, {x.shape[2]})")
 
-    def _run(self, x: torch.Tensor, keep: bool):
+    def _run(self, x: torch.Tensor, keep: bool, also=()):
         self._check_input(x)
         outputs: list[torch.Tensor | None] = []
         for i, layer in enumerate(self.layers):
@@ -268,7 +301,7 @@ class Darknet(nn.Module):
             outputs.append(out.detach() if self.training and i <= self._frozen else out)
             if not keep:
                 for j in layer.sources:
-                    if j >= 0 and self._last_use[j] == i:
+                    if j >= 0 and self._last_use[j] == i and j not in also:
                         outputs[j] = None
         return outputs
 
@@ -306,14 +339,15 @@ class Darknet(nn.Module):
         return f"cfg={self.cfg_path!r}, input={self.width}x{self.height}x{self.channels}"
 
 
-def load_network(cfg, weights=None, *, names=None, engine: str = "auto", device=None) -> Darknet:
+def load_network(cfg, weights=None, *, names=None, engine: str = "auto", device=None,
+                 flavour: str | None = None) -> Darknet:
     """Build a network, read its weights, and put it in inference mode.
 
     ``engine`` (see :mod:`pydarknet.backends`): ``"auto"`` (default: ONNX Runtime when installed,
     else plain PyTorch kernels; Darknet's detections up to ~1e-6 ties), ``"torch"``,
     ``"onnxruntime"`` or ``"exact"`` (Darknet's arithmetic bit for bit, a few times slower)."""
     from .backends import set_engine
-    net = Darknet(cfg, exact=engine == "exact")
+    net = Darknet(cfg, exact=engine == "exact", flavour=flavour)
     if weights is not None:
         net.load_weights(weights)
     if names is not None:

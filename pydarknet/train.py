@@ -25,7 +25,7 @@ import torch
 
 from .network import Darknet, NetOptions
 
-__all__ = ["learning_rate", "Trainer", "TrainingError", "policy_quirks"]
+__all__ = ["learning_rate", "Trainer", "TrainingError", "policy_quirks", "check_trainable", "UntrainableError"]
 
 _F = np.float32
 
@@ -63,7 +63,37 @@ def learning_rate(o: NetOptions, batch_num: int, rng: random.Random | None = Non
             return float(_F(float(lr) * (1. / (1. + math.exp(o.gamma * diff)))))
         except OverflowError:
             return 0.0
+    if o.policy == "sgdr":
+        # AlexeyAB's cosine annealing with restarts, cycles growing by sgdr_mult
+        start, cycle = 0, o.sgdr_cycle
+        while start + cycle < batch_num and cycle > 0:
+            start += cycle
+            cycle *= o.sgdr_mult
+        if cycle <= 0:
+            return float(lr)
+        c = math.cos(float(_F(batch_num - start)) * 3.14159265 / cycle)
+        return float(_F(o.learning_rate_min + .5 * (float(lr) - o.learning_rate_min) * (1. + c)))
     raise ValueError(f"unknown policy {o.policy}")
+
+
+#: Output layers that pydarknet runs and decodes but cannot train yet (their losses are not implemented).
+UNTRAINABLE_HEADS = ("yolo", "gaussian_yolo", "detection", "contrastive")
+
+
+class UntrainableError(ValueError):
+    """The network has a layer whose training pydarknet does not implement."""
+
+
+def check_trainable(net) -> None:
+    """Refuse, with a clear message, to train a network whose loss pydarknet lacks ([yolo],
+    [Gaussian_yolo], [detection] heads), instead of training something else."""
+    heads = [layer for layer in net.layers if layer.kind in UNTRAINABLE_HEADS]
+    if heads:
+        h = heads[0]
+        raise UntrainableError(
+            f"{h.path}:{h.line}: layer {h.index} [{h.header}]: training losses for [yolo], [Gaussian_yolo] "
+            f"and [detection] heads are not implemented in pydarknet yet; it can run and decode these "
+            f"networks (detect), and train [region] (YOLOv2) and classifier networks")
 
 
 def policy_quirks(o: NetOptions) -> list[str]:
@@ -108,6 +138,7 @@ class Trainer:
                       if isinstance(getattr(layer, name, None), torch.nn.Parameter)]
             for p, is_kernel in params:
                 self.slots.append(_Slot(p, torch.zeros_like(p), is_kernel, layer.learning_rate_scale))
+        check_trainable(net)
         self.loss_layers = [i for i, layer in enumerate(net.layers) if hasattr(layer, "delta")]
         if not self.loss_layers:
             raise ValueError(f"{net.cfg_path}: no layer with a loss ([region], [softmax] or [cost])")

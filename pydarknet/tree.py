@@ -43,7 +43,8 @@ class WordTree:
 def read_tree(path) -> WordTree:
     path = Path(path)
     try:
-        lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+        # Darknet reads each line as a C string: anything after a NUL byte is not seen
+        lines = [ln.split("\0")[0].split() for ln in path.read_text().splitlines() if ln.split("\0")[0].strip()]
     except OSError as e:
         hint = MISSING_DATA_HINT if isinstance(e, FileNotFoundError) else ""
         raise FileNotFoundError(f"{path}: cannot read tree file ({e.strerror}){hint}") from None
@@ -93,11 +94,19 @@ MISSING_DATA_HINT = (
 
 def resolve_data_path(name: str, cfg_path: str | None) -> Path:
     """A file named in a cfg (tree=, map=): Darknet opens it relative to the working
-    directory; we also look beside the cfg file, then in the folder ``$PYDARKNET_DATA``
+    directory; we also look beside the cfg file (the name as written, then its last part), then
+    in the folder ``$PYDARKNET_DATA``
     (the name as written, then its last part: ``data/9k.tree`` is found as
     ``$PYDARKNET_DATA/data/9k.tree`` or ``$PYDARKNET_DATA/9k.tree``)."""
     p = resolve_beside(name, cfg_path)
-    if p.is_file() or p.is_absolute() or not os.environ.get(DATA_ENV):
+    if p.is_file() or p.is_absolute():
+        return p
+    if cfg_path:
+        # AlexeyAB's cfg/yolo9000.cfg names data/9k.tree while its repository keeps cfg/9k.tree
+        same_name = Path(cfg_path).parent / p.name
+        if same_name.is_file():
+            return same_name
+    if not os.environ.get(DATA_ENV):
         return p
     folder = Path(os.environ[DATA_ENV])
     return next((c for c in (folder / p, folder / p.name) if c.is_file()), p)

@@ -63,19 +63,19 @@ def test_repeated_sections_and_first_value_wins():
 
 
 def test_each_bad_line_is_reported_with_its_number():
-    text = NET + "this is not an option\n[convolutional]\nfilters=4\n=3\n[frobnicate]\n[local]\n"
+    text = NET + "this is not an option\n[convolutional]\nfilters=4\n=3\n[frobnicate]\n[lrn]\n"
     with pytest.raises(CfgError) as e:
         parse(text, "bad.cfg")
     msg = str(e.value)
     assert "bad.cfg:5: not a [section] or key=value line: 'this is not an option'" in msg
     assert "bad.cfg:8: not a [section]" in msg
     assert "bad.cfg:9: [frobnicate] is not a Darknet section" in msg
-    assert "bad.cfg:10: [local] is a Darknet section pydarknet does not implement" in msg
+    assert "bad.cfg:10: [lrn] is a Darknet section pydarknet does not implement" in msg
 
 
 @pytest.mark.parametrize("body,where,what", [
     ("[convolutional]\nfilters=3.5\n", ":6", "filters=3.5: expected an integer"),
-    ("[convolutional]\nfilters=4\nactivation=swish\n", ":7", "activation=swish: expected one of"),
+    ("[convolutional]\nfilters=4\nactivation=swoosh\n", ":7", "activation=swoosh: expected one of"),
     ("[maxpool]\nsize=two\n", ":6", "size=two: expected an integer"),
     ("[region]\nanchors=1,x\n", ":6", "anchors=1,x: expected a comma-separated list of numbers"),
     ("[route]\n", ":5", "needs 'layers='"),

@@ -45,6 +45,8 @@ def build_parser(prog: str, with_data: bool) -> argparse.ArgumentParser:
     ap.add_argument("--out", help="folder for the annotated pictures (default: ./predictions.jpg)")
     ap.add_argument("--json", action="store_true", help="one JSON object per picture on stdout")
     ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda:0")
+    ap.add_argument("--flavour", choices=("pjreddie", "alexeyab"),
+                    help="detect as this Darknet does (default: guessed from the cfg)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--engine", choices=ENGINES, default="auto",
                       help="auto (default): ONNX Runtime if installed, else PyTorch; both within ~1e-5 "
@@ -57,7 +59,7 @@ def build_parser(prog: str, with_data: bool) -> argparse.ArgumentParser:
 
 
 def _load(args) -> tuple[Darknet, list[str]]:
-    net = load_network(args.cfg, args.weights, engine=args.engine, device=args.device)
+    net = load_network(args.cfg, args.weights, engine=args.engine, device=args.device, flavour=args.flavour)
     if not args.quiet:
         print(net.summary(), file=sys.stderr)
     net.names = class_names(args, net)
@@ -84,7 +86,7 @@ def _detect_one(net, args, path: str, target: Path, text_out) -> bool:
     found = detect(net, img, args.thresh, args.hier, args.nms)
     print(f"{path}: Predicted in {time.perf_counter() - start:f} seconds.", file=text_out)
     for d in found:
-        print(d.darknet_line(), file=text_out)
+        print(d.printed_line(net.flavour, img.shape[2], img.shape[1]), file=text_out)
     picture = draw_detections(to_uint8(img), found, net.detection_layer.classes)
     target.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(target), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
@@ -104,7 +106,7 @@ def run(args) -> int:
     except USER_ERRORS as e:
         return fail(e)
     if net.detection_layer is None:
-        return fail(f"{args.cfg} has no [region] layer: it is not a detector")
+        return fail(f"{args.cfg} has no detection layer: it is not a detector")
     if not paths:
         return fail("no pictures found")
     out_dir = Path(args.out) if args.out else None

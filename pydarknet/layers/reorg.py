@@ -1,6 +1,8 @@
 """[reorg]: Darknet's passthrough reorganisation (not PixelUnshuffle's channel order)."""
 from __future__ import annotations
 
+import torch
+
 from .base import Layer, Shape, register
 
 
@@ -28,14 +30,19 @@ class Reorg(Layer):
         super().__init__(section, index)
         self.stride = section.get_int("stride", 1, min=1, max=1 << 16)
         self.reverse = section.get_bool("reverse")
-        for opt in ("flatten", "extra"):
-            if section.get_int(opt, 0):
-                raise section.error(f"{opt}=1 is not supported by pydarknet", opt)
+        if section.get_int("flatten", 0):
+            raise section.error("flatten=1 is not supported by pydarknet", "flatten")
+        # pjreddie's extra=N: the flat input followed by N zeros (go.cfg's pass move)
+        self.extra = section.get_int("extra", 0)
+        if self.extra < 0:
+            raise section.error("extra must not be negative", "extra")
         if self.stride < 1:
             raise section.error("stride must be positive", "stride")
 
     def infer_shape(self, in_shapes):
         s, k = in_shapes[0], self.stride
+        if self.extra:
+            return Shape(s.numel + self.extra, 1, 1)
         if self.reverse:
             if s.c % (k * k):
                 raise self.error(f"{s.c} channels are not divisible by stride²={k * k}")
@@ -48,4 +55,6 @@ class Reorg(Layer):
         return Shape(s.c * k * k, s.h // k, s.w // k)
 
     def forward(self, x):
+        if self.extra:
+            return torch.cat([x.flatten(1), x.new_zeros(x.shape[0], self.extra)], 1)[:, :, None, None]
         return reorg_reverse(x, self.stride) if self.reverse else reorg(x, self.stride)
