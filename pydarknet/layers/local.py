@@ -48,10 +48,16 @@ class Local(Layer):
         self.bias = nn.Parameter(torch.zeros(self.filters, oh, ow))
         return super().build(in_shapes)
 
+    def param_count(self, in_shapes):
+        s = in_shapes[0]
+        oh, ow = self._out_hw(s)
+        return oh * ow * self.filters * (s.c * self.size * self.size + 1)
+
     def infer_shape(self, in_shapes):
         s = in_shapes[0]
         oh, ow = self._out_hw(s)
-        if (oh * ow, s.c * self.size * self.size) != (self.weight.shape[0], self.weight.shape[2]):
+        if hasattr(self, "weight") and \
+                (oh * ow, s.c * self.size * self.size) != (self.weight.shape[0], self.weight.shape[2]):
             raise self.error("a [local] layer cannot change its input size")
         return Shape(self.filters, oh, ow)
 
