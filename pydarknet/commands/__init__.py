@@ -13,6 +13,7 @@ functions.  The library never imports this package.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 # verb -> (module, function, what it does); "detector"/"classifier" take a sub-verb
@@ -59,6 +60,8 @@ def _call(entry, argv: list[str], prog: str) -> int:
 
 
 def main(argv=None) -> int:
+    if hasattr(signal, "SIGPIPE"):      # `pydarknet --help | head` ends quietly, as a C program does
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
