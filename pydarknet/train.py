@@ -110,6 +110,14 @@ def policy_quirks(o: NetOptions) -> list[str]:
     return notes
 
 
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every value is finite: float sums first (one cheap pass); only when one of them is
+    not finite, which large finite values can also cause, the exact test by min and max."""
+    if bool(torch.isfinite(torch.stack([t.sum() for t in tensors])).all()):
+        return True
+    return bool(torch.isfinite(torch.stack([torch.stack(torch.aminmax(t)) for t in tensors])).all())
+
+
 class TrainingError(RuntimeError):
     """Training had to stop (a non-finite loss or gradient); the message says where and why."""
 
@@ -143,6 +151,7 @@ class Trainer:
         if not self.loss_layers:
             raise ValueError(f"{net.cfg_path}: no layer with a loss ([region], [softmax] or [cost])")
         self.last_rate = 0.
+        self._scratch_flat: torch.Tensor | None = None
 
     # --- counters ---------------------------------------------------------------
     @property
@@ -187,7 +196,7 @@ class Trainer:
     def check_gradients(self) -> None:
         """Refuse to update with a non-finite gradient (it would spoil every weight it touches)."""
         grads = [s.param.grad for s in self.slots if s.param.grad is not None]
-        if grads and not torch.isfinite(torch.stack([g.sum(dtype=torch.float64) for g in grads]).sum()):
+        if grads and not _all_finite(grads):
             for s in self.slots:
                 s.param.grad = None
             raise TrainingError(f"a gradient is not finite at iteration {self.batch_num} "
@@ -195,21 +204,34 @@ class Trainer:
 
     def update(self) -> None:
         """update_network: Darknet's SGD with momentum and kernel-only decay (refused when a
-        gradient is not finite)."""
+        gradient is not finite).  Each product is rounded to float before it is added, as
+        Darknet's axpy_cpu does (no fused multiply-add), through one reused scratch buffer."""
         self.check_gradients()
         self.last_rate = rate = self.rate()
         batch = self.batch
         o = self.options
+        decay = torch.tensor(np.float32(-o.decay) * np.float32(batch))
+        momentum = torch.tensor(np.float32(o.momentum))
         with torch.no_grad():
             for s in self.slots:
+                scratch = self._scratch(s.param)
                 if s.param.grad is not None:
                     s.updates.sub_(s.param.grad)
                     s.param.grad = None
-                lr = torch.tensor(np.float32(rate) * np.float32(s.lr_scale) / np.float32(batch))
                 if s.decay:
-                    s.updates.add_(torch.tensor(np.float32(-o.decay) * np.float32(batch)) * s.param)
-                s.param.add_(lr * s.updates)
-                s.updates.mul_(torch.tensor(np.float32(o.momentum)))
+                    s.updates.add_(torch.mul(s.param, decay, out=scratch))
+                lr = torch.tensor(np.float32(rate) * np.float32(s.lr_scale) / np.float32(batch))
+                s.param.add_(torch.mul(s.updates, lr, out=scratch))
+                s.updates.mul_(momentum)
+
+    def _scratch(self, like: torch.Tensor) -> torch.Tensor:
+        """A buffer shaped like ``like``: a view of one flat tensor kept between updates (fresh
+        large temporaries would cost page faults on every iteration)."""
+        flat = self._scratch_flat
+        if flat is None or flat.numel() < like.numel() or flat.device != like.device or flat.dtype != like.dtype:
+            n = max(s.param.numel() for s in self.slots)
+            flat = self._scratch_flat = torch.empty(n, dtype=like.dtype, device=like.device)
+        return flat[:like.numel()].view_as(like)
 
     def step(self, images: torch.Tensor, truths: torch.Tensor) -> float:
         """One Darknet iteration on (batch)×3×H×W images and their truths; returns

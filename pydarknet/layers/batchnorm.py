@@ -56,27 +56,37 @@ class _TrainBatchNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, scales, biases, mean, var, darknet_order):
+        ctx.darknet_order = darknet_order
         if darknet_order:  # normalize_cpu divides in double and rounds to float
             denom = var.double().sqrt() + float(torch.tensor(BN_EPS, dtype=_F))
             x_norm = ((x - _view(mean)).double() / _view(denom)).float()
-        else:
-            x_norm = (x - _view(mean)) / _view(bn_denominator(var))
-        ctx.save_for_backward(x, x_norm, scales, mean, var)
-        return x_norm * _view(scales) + _view(biases)
+            ctx.save_for_backward(x, x_norm, scales, mean, var)
+            return x_norm * _view(scales) + _view(biases)
+        # fast: one pass, x * (scale / denom) + (bias - mean * scale / denom)
+        a = scales / bn_denominator(var)
+        ctx.save_for_backward(x, None, scales, mean, var)
+        return torch.addcmul(_view(biases - mean * a), x, _view(a))
 
     @staticmethod
     def backward(ctx, grad):
         x, x_norm, scales, mean, var = ctx.saved_tensors
         grad = grad.contiguous()
-        grad_bias = grad.sum(dim=(0, 2, 3))
-        grad_scale = (grad * x_norm).sum(dim=(0, 2, 3))  # backward_scale_cpu: the forward's x_norm
         # Darknet's mean_delta, variance_delta and normalize_delta with 1/sqrt(var + 1e-5):
         #   dx = invstd * (d - mean(d) - x_hat * mean(d * x_hat)),  d = grad * scale,
         #   x_hat = (x - mean) * invstd
         # which is the standard training batch-norm gradient given that invstd: one fused kernel.
         invstd = (1. / torch.sqrt(var.double() + BN_GRAD_EPS)).to(x.dtype)
-        dx = torch.ops.aten.native_batch_norm_backward(grad, x.contiguous(), scales, None, None, mean, invstd,
-                                                      True, BN_GRAD_EPS, [True, False, False])[0]
+        if ctx.darknet_order:
+            grad_bias = grad.sum(dim=(0, 2, 3))
+            grad_scale = (grad * x_norm).sum(dim=(0, 2, 3))  # backward_scale_cpu: the forward's x_norm
+            dx = torch.ops.aten.native_batch_norm_backward(
+                grad, x.contiguous(), scales, None, None, mean, invstd, True, BN_GRAD_EPS, [True, False, False])[0]
+            return dx, grad_scale, grad_bias, None, None, None
+        # fast: the same kernel also sums grad and grad * (x - mean) * invstd; the scale's gradient
+        # wants the forward's x_norm = (x - mean) / (sqrt(var) + 1e-6), a per-channel rescale
+        dx, grad_w, grad_bias = torch.ops.aten.native_batch_norm_backward(
+            grad, x.contiguous(), scales, None, None, mean, invstd, True, BN_GRAD_EPS, [True, True, True])
+        grad_scale = grad_w / (invstd * bn_denominator(var))
         return dx, grad_scale, grad_bias, None, None, None
 
 

@@ -55,7 +55,8 @@ class Maxpool(Layer):
         o = self.infer_shape([Shape(x.shape[1], h, w)])
         need_h = (o.h - 1) * self.stride_y + self.size
         need_w = (o.w - 1) * self.stride_x + self.size
-        return F.pad(x, (left, need_w - w - left, left, need_h - h - left), value=value)
+        pads = (left, need_w - w - left, left, need_h - h - left)
+        return x if not any(pads) else F.pad(x, pads, value=value)
 
     def forward(self, x):
         if self.maxpool_depth:
