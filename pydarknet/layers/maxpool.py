@@ -66,12 +66,29 @@ class Maxpool(Layer):
             xp = F.pad(x, (0, 0, 0, 0, 0, full - c), value=float("-inf")) if full != c else x
             return xp.view(n, full // g, g, h, w).amax(dim=1)
         # Taps outside the image are -inf (Darknet uses -FLT_MAX); negative pads crop.
-        return F.max_pool2d(self._padded(x, float("-inf")), self.size, (self.stride_y, self.stride_x))
+        x = self._padded(x, float("-inf"))
+        if torch.is_grad_enabled() and x.requires_grad:   # autograd's one-tap backward
+            return F.max_pool2d(x, self.size, (self.stride_y, self.stride_x))
+        return window_max(x, self.size, self.stride_y, self.stride_x)
 
     def describe(self):
         i, o = self.in_shapes[0], self.out_shape
         return (f"max          {self.size:2d} x{self.size:2d} /{self.stride:2d}  "
                 f"{i.w:4d} x{i.h:4d} x{i.c:4d}   ->  {o.w:4d} x{o.h:4d} x{o.c:4d}")
+
+
+def window_max(x: torch.Tensor, size: int, stride_y: int, stride_x: int) -> torch.Tensor:
+    """``max_pool2d`` without padding, as two passes of strided slices (a row maximum, then a
+    column maximum): the same values, several times faster than torch's CPU pooling kernel."""
+    h, w = x.shape[-2:]
+    oh, ow = (h - size) // stride_y + 1, (w - size) // stride_x + 1
+    cols = x[..., :, :(ow - 1) * stride_x + 1:stride_x]
+    for d in range(1, size):
+        cols = torch.maximum(cols, x[..., :, d:d + (ow - 1) * stride_x + 1:stride_x])
+    out = cols[..., :(oh - 1) * stride_y + 1:stride_y, :]
+    for d in range(1, size):
+        out = torch.maximum(out, cols[..., d:d + (oh - 1) * stride_y + 1:stride_y, :])
+    return out.contiguous()
 
 
 @register("local_avgpool")
