@@ -38,6 +38,7 @@ MR, NR = 6, 16     # micro-tile: 6 rows of A × 16 columns of B (two 8-lane vect
 KC = 256           # k block: a 16-column slice of B is 16 KiB, in L1
 MC = 96            # rows of A per task (16 micro-tiles)
 NC = 64            # columns of B per task (4 micro-tiles)
+PANELS_UP_TO = 400  # output positions up to which B is stored in panels (13×13, 19×19)
 ACTIVATIONS = {"linear": 0, "leaky": 1}   # done in the fused epilogue; others by exact.activate
 
 if AVAILABLE:
@@ -144,8 +145,10 @@ if AVAILABLE:
         return out
 
     @njit(parallel=True, fastmath=False, cache=True)
-    def _gemm_packed(ap, m, k, b, ldb, c):
-        """C (mp × ldb, flat) = A·B with A packed by _pack_a and B (k × ldb, flat, ldb % 16 == 0).
+    def _gemm_packed(ap, m, k, b, ldb, c, kstride, pstride):
+        """C (mp × ldb, flat) = A·B with A packed by _pack_a and B (k × ldb, ldb % 16 == 0) with
+        element (k, col) at (col // 16) * pstride + k * kstride + col % 16: row-major is
+        (ldb, 16), panels of 16 columns (:func:`_im2col_panels`) are (16, k * 16).
 
         Tasks of MC rows × NC columns run in parallel; within one, a KC-row slice of its B
         columns (64 KiB) stays in L2 while every 6-row block of A passes over it."""
@@ -161,7 +164,7 @@ if AVAILABLE:
                 k1 = min(k, k0 + KC)
                 for i in range(im * (MC // MR), i_end):
                     for j in range(jn * NC, j_end, NR):
-                        _micro(ap, i * k * MR, b, ldb, j, c, ldb, i * MR * ldb + j, k0, k1)
+                        _micro(ap, i * k * MR, b, kstride, (j // NR) * pstride, c, ldb, i * MR * ldb + j, k0, k1)
 
     @njit(parallel=True, fastmath=False, cache=True)
     def _im2col(x, size, stride, pad, out_h, out_w, ldb, out):
@@ -192,6 +195,33 @@ if AVAILABLE:
                 else:
                     for ox in range(lo, hi):
                         out[o + ox] = x[ch, iy, ox * stride + kx - pad]
+
+    @njit(parallel=True, fastmath=False, cache=True)
+    def _im2col_panels(x, size, stride, pad, out_h, out_w, ldb, out):
+        """:func:`_im2col` stored in panels of 16 columns, element (r, col) at
+        (col // 16) * rows * 16 + r * 16 + col % 16: the micro-kernel then reads its B tile in
+        order, which pays where the matrix is narrow (13×13 outputs) and deep."""
+        c, h, w = x.shape
+        hw = out_h * out_w
+        rows = c * size * size
+        panel = rows * NR
+        zero = np.float32(0)
+        for r in prange(rows):
+            kx = r % size
+            ky = (r // size) % size
+            ch = r // (size * size)
+            base = r * NR
+            col = 0
+            for oy in range(out_h):
+                iy = oy * stride + ky - pad
+                inside = iy >= 0 and iy < h
+                for ox in range(out_w):
+                    ix = ox * stride + kx - pad
+                    v = x[ch, iy, ix] if inside and ix >= 0 and ix < w else zero
+                    out[(col >> 4) * panel + base + (col & 15)] = v
+                    col += 1
+            for col in range(hw, ldb):
+                out[(col >> 4) * panel + base + (col & 15)] = zero
 
     @njit(parallel=True, fastmath=False, cache=True)
     def _epilogue(c, ldc, out, bias, mean, variance, scales, mode, act):
@@ -305,7 +335,7 @@ def gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     bp = np.zeros((k, ldb), np.float32)
     bp[:, :n] = b
     c = np.empty(((m + MR - 1) // MR * MR) * ldb, np.float32)
-    _gemm_packed(_pack_a(a), m, k, bp.reshape(-1), ldb, c)
+    _gemm_packed(_pack_a(a), m, k, bp.reshape(-1), ldb, c, ldb, NR)
     out = np.empty(m * n, np.float32)
     zero = np.zeros(m, np.float32)
     _epilogue(c, ldb, out, zero, zero, zero, zero, 0, 0)
@@ -364,10 +394,12 @@ def conv_layer(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int,
     out = np.empty((n, groups, packed.m * hw), np.float32)
     cbuf = _scratch("c", ((packed.m + MR - 1) // MR * MR) * ldb)
     cols = _scratch("cols", packed.k * ldb)
+    # narrow outputs: B in panels (read in order); wide ones: row-major (a cheaper im2col)
+    im2col, strides = (_im2col_panels, (NR, packed.k * NR)) if ldb <= PANELS_UP_TO else (_im2col, (ldb, NR))
     for i in range(n):
         for g in range(groups):
-            _im2col(xs[i, g * cg:(g + 1) * cg], size, stride, padding, out_h, out_w, ldb, cols)
-            _gemm_packed(packed.parts[g], packed.m, packed.k, cols, ldb, cbuf)
+            im2col(xs[i, g * cg:(g + 1) * cg], size, stride, padding, out_h, out_w, ldb, cols)
+            _gemm_packed(packed.parts[g], packed.m, packed.k, cols, ldb, cbuf, *strides)
             r = slice(g * packed.m, (g + 1) * packed.m)
             _epilogue(cbuf, ldb, out[i, g], b_[r], mean[r], variance[r], scales[r], mode, ACTIVATIONS[activation])
     return torch.from_numpy(out).view(n, m, out_h, out_w)
