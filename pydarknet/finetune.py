@@ -74,6 +74,15 @@ def matching_layers(classifier_cfg, detector_cfg_text: str) -> int:
     return n
 
 
+def _backbone_size(backbone_cfg: str | None) -> int:
+    """The classifier's own input size (the larger of its [net] width and height), or 224, the
+    ImageNet classifiers' size, when its cfg is not given."""
+    if not backbone_cfg:
+        return 224
+    net = parse_cfg(read_cfg_text(backbone_cfg), str(backbone_cfg))[0]
+    return max(net.get_int("width", 224), net.get_int("height", 224))
+
+
 def _write_list(path: Path, paths: list[str]) -> Path:
     path.write_text("".join(f"{p}\n" for p in paths))
     return path
@@ -88,7 +97,8 @@ def _prepare(cfg: FinetuneConfig, work: Path, say) -> tuple[DataConfig, Recipe, 
     if not train_paths:
         raise DataError(f"{cfg.data}: the train= list is empty")
     wh, _ = load_boxes(_write_list(work / "all_train.txt", train_paths), report=say)
-    recipe = decide(train_paths, wh, data.classes, base_text, seed=cfg.seed, learning_rate=cfg.learning_rate)
+    recipe = decide(train_paths, wh, data.classes, base_text, seed=cfg.seed, learning_rate=cfg.learning_rate,
+                    min_size=_backbone_size(cfg.backbone_cfg))
     if cfg.size:
         recipe.anchors = recipe.anchors * cfg.size / recipe.size
         recipe.size = int(cfg.size)

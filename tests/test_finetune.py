@@ -92,14 +92,15 @@ def _check_partial(tmp_path, cfg, weights):
 # --- the recipe ---------------------------------------------------------------------------
 def test_input_size_follows_the_small_boxes():
     rng = np.random.default_rng(0)
-    big = rng.uniform(.3, .9, (200, 2))          # raccoon-like: 10th percentile ~0.36 -> 128 (the least)
+    big = rng.uniform(.3, .9, (200, 2))          # raccoon-like: 10th percentile ~0.36 -> 224 (the least)
     small = rng.uniform(.08, .12, (200, 2))      # 32 px / ~0.085 -> 384
     tiny = rng.uniform(.01, .03, (200, 2))
-    assert input_size(big) == 128
+    assert input_size(big) == 224
+    assert input_size(big, lo=128) == 128
     assert input_size(small) == 32 * int(np.ceil(32 / np.percentile(np.sqrt(small.prod(1)), 10) / 32))
     assert 320 <= input_size(small) <= 416
     assert input_size(tiny) == 416
-    assert input_size(np.zeros((0, 2))) == 128
+    assert input_size(np.zeros((0, 2))) == 224
 
 
 def test_holdout_split_is_seeded_disjoint_and_bounded():
@@ -118,7 +119,8 @@ def test_schedule_and_time_cut():
     assert schedule(3)[0] == 23
     wh = np.random.default_rng(1).uniform(.3, .9, (100, 2))
     r = decide([f"{i}.jpg" for i in range(100)], wh, 2, BASE_CFG.read_text())
-    assert (r.size, r.classes, len(r.anchors), len(r.holdout)) == (128, 2, 5, 10)
+    assert (r.size, r.classes, len(r.anchors), len(r.holdout)) == (224, 2, 5, 10)
+    assert decide([f"{i}.jpg" for i in range(100)], wh, 2, BASE_CFG.read_text(), min_size=160).size == 160
     assert r.max_batches == schedule(90)[0] and r.steps == schedule(90)[2]
     assert r.freeze == 7 and len(r.reasons) >= 5
     fit_to_time(r, done=10, seconds_per_batch=2., seconds_left=100.)   # 50 more iterations fit

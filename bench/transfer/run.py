@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=25.)
     ap.add_argument("--epochs", type=float, help="passed to tools/finetune.py")
     ap.add_argument("--threads", type=int, help="passed to tools/finetune.py")
+    ap.add_argument("--size", type=int, help="passed to tools/finetune.py")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     py = sys.executable
@@ -54,7 +55,8 @@ def main(argv=None) -> int:
     cmd = [py, str(REPO / "tools/finetune.py"), str(data), "--backbone", str(Path(args.tiny) / "tiny.weights"),
            "--work", str(work / "finetune"), "--minutes", str(args.minutes), "--seed", str(args.seed)]
     cmd += (["--epochs", str(args.epochs)] if args.epochs else []) + \
-           (["--threads", str(args.threads)] if args.threads else [])
+           (["--threads", str(args.threads)] if args.threads else []) + \
+           (["--size", str(args.size)] if args.size else [])
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     run(cmd)
