@@ -12,8 +12,9 @@ list, the label file Darknet reads (``data.label_path``) holding one row ``ID 0 
 (w and h are not read by Darknet; 0 says "no box").  The class of a picture is its
 subfolder, or the one label of a classifier label list contained in its path (Darknet's
 ``fill_truth`` rule, ``classifier_data.match_labels``); it becomes a tree id through a
-``.map`` file (line i: the id of label i, as ``inet9k.map`` for ImageNet 1k) or by name in
-a names list (``9k.labels`` for WordNet ids, ``9k.names``) or the tree file.  Pictures
+``.map`` file (line i: the id of label i, the format of Darknet's ``coco9k.map`` and
+``inet9k.map``) or by name in a names list (``9k.labels`` for WordNet-id folders such as
+ImageNet's, ``9k.names``) or the tree file.  Pictures
 that cannot be used are reported by name, skipped and counted.
 """
 from __future__ import annotations

@@ -27,7 +27,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         epilog="The class of a picture is its class subfolder, or with --labels the one label of that "
                "classifier label list found in its path (as `classifier train` finds it). It becomes a tree "
                "id by name in --names (9k.labels for WordNet ids such as n02084071, or 9k.names) or --tree, "
-               "or through --map (line i: the tree id of --labels' line i, as Darknet's inet9k.map). The ids "
+               "or through --map (line i: the tree id of --labels' line i, the format of Darknet's coco9k.map). "
+               "The ids "
                "are tree nodes: Darknet does not apply the [region] layer's map= to class-only rows. Label "
                "files go where Darknet looks (images -> labels, extension -> .txt); --labels-root DIR puts "
                "them under DIR/labels and lists the pictures as DIR/images/... through a link.")
