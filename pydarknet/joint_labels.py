@@ -145,6 +145,9 @@ def _labels_root(lroot: Path, pics_root: Path) -> Path:
         raise DataError(f"{lroot}: Darknet replaces the first 'images', 'JPEGImages' or 'raw' of a picture's "
                         f"path by 'labels', so it would look for the labels of {link / 'x.jpg'} at {probe}; "
                         f"choose a labels root whose path contains none of them")
+    inside = os.path.realpath(lroot) + os.sep
+    if inside.startswith(os.path.realpath(pics_root) + os.sep):
+        raise DataError(f"{lroot}: the labels root is inside the pictures' folder {pics_root}; choose one outside")
     lroot.mkdir(parents=True, exist_ok=True)
     if link.is_symlink():
         if Path(os.path.realpath(link)) != Path(os.path.realpath(pics_root)):
@@ -192,58 +195,25 @@ def write_class_labels(source, ids: ClassIds, *, labels: list[str] | None = None
     (``DIR/labels/...``, the pictures listed as ``DIR/images/...`` through a link to the
     dataset, so the dataset need not be writable).  ``list_file``: where the list goes
     (default ``class_only.list`` in the labels root, else in the working directory).
-    ``report`` gets one line per skipped picture.
+    ``check_pictures``: decode each picture, skipping those that cannot be read.
+    ``report`` gets one line per skipped picture, and one per unknown class.
     """
     report = report or (lambda line: None)
     pics, root = find_pictures(source)
     res = ClassLabelsResult()
-    pics_root = root if root is not None else Path(os.path.commonpath([os.path.abspath(p) for p in pics]))
-    if labels_root is not None and pics_root.is_file():
-        pics_root = pics_root.parent
-    link = _labels_root(Path(os.path.abspath(labels_root)), pics_root) if labels_root is not None else None
-
-    def skip(path, why):
-        res.problems.append(f"{path}: {why}")
-        report(f"warning: skipped {path}: {why}")
-
-    odd = 0
+    base = root if root is not None else Path(os.path.commonpath([os.path.abspath(p) for p in pics]))
+    if base.is_file():
+        base = base.parent
+    link = _labels_root(Path(os.path.abspath(labels_root)), base) if labels_root is not None else None
     for path in progress(pics, desc="class labels", enabled=show_progress, unit="pic"):
-        name, why = _class_name(path, root, labels)
-        if name is None:
-            skip(path, why)
-            continue
-        cid, why = ids.lookup(name)
-        if cid is None:
-            res.unknown[name] += 1
+        why = _label_picture(path, root, labels, ids, res, link=link, base=base, overwrite=overwrite,
+                             check=check_pictures)
+        if why:
             res.problems.append(f"{path}: {why}")
-            continue
-        if check_pictures:
-            try:
-                image_size(path)
-            except ImageError:
-                skip(path, "cannot read the picture")
-                continue
-        listed = os.path.abspath(path)
-        if link is not None:
-            listed = str(link / os.path.relpath(listed, os.path.abspath(pics_root)))
-        lpath = label_path(listed)
-        if lpath == listed:
-            skip(path, "its label path would be the picture itself")
-            continue
-        if link is not None and not lpath.startswith(str(link.parent / "labels") + os.sep):
-            skip(path, f"its label path {lpath} is outside {link.parent / 'labels'}")
-            continue
-        status = _write_one(lpath, class_only_line(cid), overwrite)
-        if status not in ("written", "unchanged"):
-            skip(path, status)
-            continue
-        setattr(res, status, getattr(res, status) + 1)
-        odd += label_path(listed, darknet_exact=True) != lpath
-        res.listed.append(listed)
-        res.classes[cid] += 1
+            report(f"warning: skipped {path}: {why}")
     for name, n in sorted(res.unknown.items()):
-        report(f"warning: skipped {n} picture{'s' if n != 1 else ''} of class {name!r}: "
-               f"{ids.lookup(name)[1]}")
+        report(f"warning: skipped {n} picture{'s' if n != 1 else ''} of class {name!r}: {ids.lookup(name)[1]}")
+    odd = sum(label_path(p, darknet_exact=True) != label_path(p) for p in res.listed)
     if odd:
         res.notes.append(f"{odd} pictures have an extension Darknet's label rule does not know "
                          f"(only .jpg, .png, .JPG, .JPEG): pydarknet finds their labels, Darknet would not")
@@ -255,6 +225,40 @@ def write_class_labels(source, ids: ClassIds, *, labels: list[str] | None = None
     except OSError as e:
         raise DataError(f"{res.list_file}: cannot write the list ({e.strerror})") from None
     return res
+
+
+def _label_picture(path: str, root: Path | None, labels, ids: ClassIds, res: ClassLabelsResult, *,
+                   link: Path | None, base: Path, overwrite: bool, check: bool) -> str:
+    """Write one picture's class-only label file and list it in ``res``; '' or why it was skipped
+    (an unknown class is counted in ``res.unknown`` and reported once per class, not here)."""
+    name, why = _class_name(path, root, labels)
+    if name is None:
+        return why
+    cid, why = ids.lookup(name)
+    if cid is None:
+        res.unknown[name] += 1
+        res.problems.append(f"{path}: {why}")
+        return ""
+    if check:
+        try:
+            image_size(path)
+        except ImageError:
+            return "cannot read the picture"
+    listed = os.path.abspath(path)
+    if link is not None:
+        listed = str(link / os.path.relpath(listed, os.path.abspath(base)))
+    lpath = label_path(listed)
+    if lpath == listed:
+        return "its label path would be the picture itself"
+    if link is not None and not lpath.startswith(str(link.parent / "labels") + os.sep):
+        return f"its label path {lpath} is outside {link.parent / 'labels'}"
+    status = _write_one(lpath, class_only_line(cid), overwrite)
+    if status not in ("written", "unchanged"):
+        return status
+    setattr(res, status, getattr(res, status) + 1)
+    res.listed.append(listed)
+    res.classes[cid] += 1
+    return ""
 
 
 def read_names_or_tree(path) -> list[str]:

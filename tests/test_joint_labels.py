@@ -229,8 +229,10 @@ def test_bad_input(tmp_path, capsys):
     assert class_labels([str(tmp_path / "empty.list"), "--tree", str(tmp_path / "mini.tree")]) == 2
     assert class_labels([str(tmp_path / "nowhere.list"), "--tree", str(tmp_path / "mini.tree")]) == 2
     assert class_labels([str(tmp_path / "inet")]) == 2
+    assert class_labels([*args[:3], "--labels-root", str(tmp_path / "inet" / "out")]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert [line.split(":")[0] for line in err] == ["error"] * 3
+    assert [line.split(":")[0] for line in err] == ["error"] * 4
+    assert "inside the pictures' folder" in err[3] and not (tmp_path / "inet" / "out").exists()
     assert "empty.list: the list has no picture paths" in err[0] and "nowhere.list" in err[1]
     # a label file holding boxes is not overwritten
     dog = tmp_path / "o" / "labels" / "dog" / "dog0.txt"
