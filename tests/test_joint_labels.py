@@ -257,3 +257,18 @@ def test_list_with_classifier_labels_and_map(tmp_path):
     assert rc == 1                                              # n003cat matches no label
     listed = (tmp_path / "cls.list").read_text().split()
     assert [Path(label_path(p)).read_text() for p in listed] == ["2 0 0 0 0\n", "5 0 0 0 0\n"]
+
+
+def test_class_ids_lookup():
+    from pydarknet.joint_labels import ClassIds
+    ids = ClassIds(names=["animal", "crane", "crane", "dog"], limit=4, where="9k.names")
+    assert ids.lookup("dog") == (3, "")
+    assert ids.lookup("crane")[0] is None and "more than once in 9k.names" in ids.lookup("crane")[1]
+    assert ids.lookup("zebra")[0] is None and "not in 9k.names" in ids.lookup("zebra")[1]
+    mapped = ClassIds(mapping=[3, 7, 0], labels=["a", "b", "c", "d"], limit=4)
+    assert mapped.lookup("a") == (3, "") and mapped.lookup("c") == (0, "")
+    assert "outside 0..3" in mapped.lookup("b")[1] and "map file has 3 lines" in mapped.lookup("d")[1]
+    with pytest.raises(DataError, match="label list"):
+        ClassIds(mapping=[1])
+    with pytest.raises(DataError, match="names list"):
+        ClassIds()
