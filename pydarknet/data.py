@@ -193,7 +193,7 @@ def read_labels(path, classes: int | None = None, *, missing_ok: bool = False,
 
     A row centred at x = 0, y = 0 is Darknet's class-only marker (``class_only_mask``):
     accepted with ``class_only=True`` (a ``[region]`` layer with a WordTree ``tree=``,
-    YOLO9000 joint training; its w and h are not used), else an error, because without a
+    YOLO9000 joint training; its w and h are not read, as in Darknet), else an error, because without a
     tree Darknet's region layer indexes the 999999 box far out of bounds.  A row with x
     and y above 100000 written in the file is not a class-only row: Darknet's
     ``correct_boxes`` clips it to an empty box and drops it, so it stays an error here.
@@ -224,6 +224,12 @@ def _label_row(fields: list[str], where: str, line: str, classes: int | None, cl
     if cls < 0 or (classes is not None and cls >= classes):
         limit = f"0..{classes - 1}" if classes is not None else "0 or more"
         raise DataError(f"{where}: class {cls} out of range ({limit}): {line!r}")
+    if coords[0] == 0 and coords[1] == 0:     # Darknet's class-only marker: w and h are never read
+        if class_only:
+            return [cls, *coords]
+        raise DataError(f"{where}: box centre at x=0, y=0, Darknet's class-only (YOLO9000) marker, "
+                        f"which only a [region] layer with tree= can train on (without one Darknet "
+                        f"turns it into a 999999 box and indexes far out of bounds): {line!r}")
     bad = [name for name, v in zip("xywh", coords) if not 0 <= v <= 1]  # NaN fails too
     if bad:
         hint = ""
@@ -231,10 +237,6 @@ def _label_row(fields: list[str], where: str, line: str, classes: int | None, cl
             hint = (" (Darknet drops this row: its correct_boxes clips it to an empty box; a class-only "
                     "row is written 'class 0 0 0 0')")
         raise DataError(f"{where}: {', '.join(bad)} outside 0..1{hint}: {line!r}")
-    if coords[0] == 0 and coords[1] == 0 and not class_only:
-        raise DataError(f"{where}: box centre at x=0, y=0, Darknet's class-only (YOLO9000) marker, "
-                        f"which only a [region] layer with tree= can train on (without one Darknet "
-                        f"turns it into a 999999 box and indexes far out of bounds): {line!r}")
     return [cls, *coords]
 
 

@@ -208,6 +208,10 @@ def test_rows_beyond_100000_in_a_file_stay_errors(tmp_path):
     lp.write_text("1 .5 .5 .2 .2\n3 999999 999999 999999 999999\n")
     with pytest.raises(DataError, match=r"x\.txt:2: x, y, w, h outside 0\.\.1 \(Darknet drops this row"):
         read_labels(lp, 6, class_only=True)
+    lp.write_text("3 0 0 999999 7\n")          # Darknet never reads a class-only row's w and h
+    assert read_labels(lp, 6, class_only=True)[:, :3].tolist() == [[3, 0, 0]]
+    with pytest.raises(DataError, match=r"x\.txt:1: .*x=0, y=0"):
+        read_labels(lp, 6)
 
 
 def test_bad_input(tmp_path, capsys):
