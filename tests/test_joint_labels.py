@@ -127,7 +127,7 @@ def test_label_reading_and_augmentation_keep_class_only_rows(joint):
     rows = read_labels(lp, 6, class_only=True)
     assert class_only_mask(rows).tolist() == [True] and rows[0, 0] == 5     # bus, the first folder
     ds = DetectionDataset([cls_list[0], det[0]], 64, 64, 6, jitter=.3, hue=.1, seed=3, class_only=True)
-    for k in range(20):        # crops and flips of every kind: the class-only row stays Darknet's 999999
+    for k in range(8):         # crops and flips of several kinds: the class-only row stays Darknet's 999999
         _, truth = ds[0]
         assert truth[0].tolist() == [999999] * 4 + [5] and not truth[1:].any()
         _, truth = ds[1]
