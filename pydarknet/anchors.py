@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import DataError, read_data_file, read_list
-from .data import label_path, read_labels
+from .data import class_only_mask, label_path, read_labels
 from .paths import resolve_beside
 
 __all__ = [
@@ -138,7 +138,8 @@ def load_boxes(source, min_size: float = 0.001, report=None) -> tuple[np.ndarray
     """Relative (w, h) of every training box: ``source`` is a ``.data`` file (its ``train=``
     list) or a list of image paths; each image's Darknet label file is read (:func:`label_path`).
 
-    Boxes narrower or lower than ``min_size`` are dropped, as Darknet's trainer drops them.
+    Boxes narrower or lower than ``min_size`` are dropped, as Darknet's trainer drops them;
+    YOLO9000 class-only rows (no box) are left out.
     Returns the (N, 2) array and counts {"images", "missing_labels", "boxes", "dropped"}.
     """
     report = report or (lambda line: print(line, file=sys.stderr))
@@ -161,7 +162,8 @@ def load_boxes(source, min_size: float = 0.001, report=None) -> tuple[np.ndarray
             if missing <= 5:
                 report(f"warning: {p}: no label file {lp}")
             continue
-        rows = read_labels(lp).astype(np.float64)
+        rows = read_labels(lp, class_only=True)
+        rows = rows[~class_only_mask(rows)].astype(np.float64)   # YOLO9000 class-only rows have no box
         ok = (rows[:, 3] >= min_size) & (rows[:, 4] >= min_size)
         dropped += int((~ok).sum())
         chunks.append(rows[ok, 3:5])

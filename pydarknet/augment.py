@@ -263,9 +263,10 @@ def correct_boxes(labels: np.ndarray, dx: float, dy: float, sx: float, sy: float
     """Darknet's ``correct_boxes`` on (K,5) ``[class, x, y, w, h]`` rows, in float32.
 
     Edges are scaled by (sx, sy) and shifted by (-dx, -dy), mirrored on a flip and
-    clipped to 0..1; the result is re-centred.  A row with x == 0 and y == 0,
-    which Darknet turns into a 999999 box, is returned as such (``read_labels``
-    refuses them).
+    clipped to 0..1; the result is re-centred.  A row with x == 0 and y == 0
+    (YOLO9000's class-only marker, ``data.class_only_mask``) becomes Darknet's
+    ``x = y = w = h = 999999``, untouched by the crop and the flip; ``fill_truth``
+    keeps it (its w and h pass the .001 filter) for the region layer's class-only branch.
     """
     labels = np.asarray(labels, dtype=F32).reshape(-1, 5)
     out = labels.copy()

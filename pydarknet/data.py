@@ -24,9 +24,14 @@ import torch
 from .paths import resolve_beside
 
 __all__ = ["DataError", "DataWarning", "read_data_file", "read_names", "read_list", "IMAGE_SUFFIXES",
-           "DataConfig", "label_path", "read_labels", "multiscale_size", "MultiScale", "SampleKey",
+           "DataConfig", "label_path", "read_labels", "class_only_mask", "ONLYCLASS_MIN", "multiscale_size",
+           "MultiScale", "SampleKey",
            "DetectionDataset", "DetectionBatchSampler", "DetectionLoader", "detection_loader",
            "detection_options"]
+
+#: a truth row with x and y above this is class-only (region_layer.c); correct_boxes makes such rows
+#: 999999 from the label file's x = 0, y = 0 marker
+ONLYCLASS_MIN = 100000
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tga", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -165,14 +170,33 @@ def label_path(image_path, *, darknet_exact: bool = False) -> str:
     return s
 
 
-def read_labels(path, classes: int | None = None, *, missing_ok: bool = False) -> np.ndarray:
+def class_only_mask(labels) -> np.ndarray:
+    """Which (K,5) ``[class, x, y, w, h]`` label rows are YOLO9000 class-only rows: x == 0 and y == 0.
+
+    That is Darknet's class-only marker in a label file: ``correct_boxes`` turns such a row
+    into a 999999 x 999999 box at (999999, 999999) (pjreddie/darknet commit 0d6b107, which
+    added it together with the region layer's ``truth.x > 100000 && truth.y > 100000``
+    class-only branch); the box survives ``fill_truth_detection``'s w/h filter, and a
+    ``[region]`` layer with ``tree=`` then trains only the class of the picture.
+    """
+    labels = np.asarray(labels, dtype=np.float32).reshape(-1, 5)
+    return (labels[:, 1] == 0) & (labels[:, 2] == 0)
+
+
+def read_labels(path, classes: int | None = None, *, missing_ok: bool = False,
+                class_only: bool = False) -> np.ndarray:
     """A label file's ``class x y w h`` lines as a (K,5) float32 array (K may be 0).
 
     Blank lines are ignored.  Raises ``DataError`` naming the file and line for a
     missing or unreadable file, a line without exactly five fields, a class that
-    is not an integer in 0..classes-1, a coordinate that is not a number in 0..1,
-    or a box centred at x = 0, y = 0 (Darknet's ``correct_boxes`` turns that into
-    a 999999 box, which its region layer then indexes far out of bounds).
+    is not an integer in 0..classes-1, or a coordinate that is not a number in 0..1.
+
+    A row centred at x = 0, y = 0 is Darknet's class-only marker (``class_only_mask``):
+    accepted with ``class_only=True`` (a ``[region]`` layer with a WordTree ``tree=``,
+    YOLO9000 joint training; its w and h are not read, as in Darknet), else an error, because without a
+    tree Darknet's region layer indexes the 999999 box far out of bounds.  A row with x
+    and y above 100000 written in the file is not a class-only row: Darknet's
+    ``correct_boxes`` clips it to an empty box and drops it, so it stays an error here.
     """
     path = Path(path)
     if missing_ok and not path.is_file():   # an image without objects
@@ -180,30 +204,40 @@ def read_labels(path, classes: int | None = None, *, missing_ok: bool = False) -
     rows = []
     for lineno, raw in enumerate(_read_text(path, "label").splitlines(), 1):
         fields = raw.split()
-        if not fields:
-            continue
-        where, line = f"{path}:{lineno}", raw.strip()
-        if len(fields) != 5:
-            raise DataError(f"{where}: expected 'class x y w h', got {line!r}")
-        try:
-            cls = int(fields[0])
-        except ValueError:
-            raise DataError(f"{where}: class {fields[0]!r} is not an integer: {line!r}") from None
-        try:
-            coords = [float(f) for f in fields[1:]]
-        except ValueError:
-            raise DataError(f"{where}: coordinates are not numbers: {line!r}") from None
-        if cls < 0 or (classes is not None and cls >= classes):
-            limit = f"0..{classes - 1}" if classes is not None else "0 or more"
-            raise DataError(f"{where}: class {cls} out of range ({limit}): {line!r}")
-        bad = [name for name, v in zip("xywh", coords) if not 0 <= v <= 1]  # NaN fails too
-        if bad:
-            raise DataError(f"{where}: {', '.join(bad)} outside 0..1: {line!r}")
-        if coords[0] == 0 and coords[1] == 0:
-            raise DataError(f"{where}: box centre at x=0, y=0, which Darknet mistakes for "
-                            f"'no box' and turns into a 999999 box: {line!r}")
-        rows.append([cls, *coords])
+        if fields:
+            rows.append(_label_row(fields, f"{path}:{lineno}", raw.strip(), classes, class_only))
     return np.asarray(rows, dtype=np.float32).reshape(-1, 5)
+
+
+def _label_row(fields: list[str], where: str, line: str, classes: int | None, class_only: bool) -> list:
+    """One validated ``class x y w h`` row of ``read_labels``."""
+    if len(fields) != 5:
+        raise DataError(f"{where}: expected 'class x y w h', got {line!r}")
+    try:
+        cls = int(fields[0])
+    except ValueError:
+        raise DataError(f"{where}: class {fields[0]!r} is not an integer: {line!r}") from None
+    try:
+        coords = [float(f) for f in fields[1:]]
+    except ValueError:
+        raise DataError(f"{where}: coordinates are not numbers: {line!r}") from None
+    if cls < 0 or (classes is not None and cls >= classes):
+        limit = f"0..{classes - 1}" if classes is not None else "0 or more"
+        raise DataError(f"{where}: class {cls} out of range ({limit}): {line!r}")
+    if coords[0] == 0 and coords[1] == 0:     # Darknet's class-only marker: w and h are never read
+        if class_only:
+            return [cls, *coords]
+        raise DataError(f"{where}: box centre at x=0, y=0, Darknet's class-only (YOLO9000) marker, "
+                        f"which only a [region] layer with tree= can train on (without one Darknet "
+                        f"turns it into a 999999 box and indexes far out of bounds): {line!r}")
+    bad = [name for name, v in zip("xywh", coords) if not 0 <= v <= 1]  # NaN fails too
+    if bad:
+        hint = ""
+        if coords[0] > ONLYCLASS_MIN and coords[1] > ONLYCLASS_MIN:
+            hint = (" (Darknet drops this row: its correct_boxes clips it to an empty box; a class-only "
+                    "row is written 'class 0 0 0 0')")
+        raise DataError(f"{where}: {', '.join(bad)} outside 0..1{hint}: {line!r}")
+    return [cls, *coords]
 
 
 # --- multi-scale training ------------------------------------------------------------------
@@ -309,6 +343,10 @@ class DetectionDataset(torch.utils.data.Dataset):
     detection feed the network) or ``resize``-d (``fit="resize"``), the boxes
     are moved with it, and nothing is flipped, shuffled or recoloured.
 
+    ``class_only=True`` (a ``[region]`` layer with a WordTree) accepts YOLO9000's
+    class-only label rows (x = 0, y = 0; ``read_labels``); the augmentation leaves them
+    as Darknet does, as ``[999999]*4`` truth rows.
+
     A sample whose image or label file cannot be used is replaced by a random
     other one, with a ``DataWarning``; ``skipped`` counts them and
     ``bad_samples`` maps each bad image path to the reason.  After
@@ -323,7 +361,7 @@ class DetectionDataset(torch.utils.data.Dataset):
     def __init__(self, paths, width: int, height: int, classes: int | None = None, jitter: float = .2,
                  hue: float = 0., saturation: float = 1., exposure: float = 1., max_boxes: int = 30,
                  augment: bool = True, seed: int | None = None, *, fit: str = "letterbox",
-                 max_retries: int = 100):
+                 max_retries: int = 100, class_only: bool = False):
         if isinstance(paths, (str, os.PathLike)):
             self.list_path: Path | None = Path(paths)
             self.paths = read_list(self.list_path)
@@ -346,6 +384,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.augment = bool(augment)
         self.fit = fit
         self.max_retries = int(max_retries)
+        self.class_only = bool(class_only)
         self.seed = int(np.random.SeedSequence().entropy if seed is None else seed)
         self.skipped = 0
         self.bad_samples: dict[str, str] = {}
@@ -383,7 +422,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         lpath = label_path(path)
         if not os.path.exists(lpath):
             raise DataError(f"{lpath}: no such label file (for image {path})")
-        return image, read_labels(lpath, self.classes)
+        return image, read_labels(lpath, self.classes, class_only=self.class_only)
 
     def make_sample(self, img: torch.Tensor, labels: np.ndarray, width: int, height: int,
                     rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -535,7 +574,7 @@ def detection_loader(paths, width: int, height: int, classes: int | None = None,
                      random: bool = False, max_batches: int | None = None, start_batch: int = 0,
                      iterations: int | None = None, prefetch_factor: int = 2, pin_memory: bool = False,
                      fit: str = "letterbox", replacement: bool = True, max_retries: int = 100,
-                     multiprocessing_context=None) -> DetectionLoader:
+                     multiprocessing_context=None, class_only: bool = False) -> DetectionLoader:
     """Darknet's detection training data: one ``(images, truths)`` batch per iteration.
 
     ``batch_size`` is the images of one iteration (Darknet's ``imgs`` = batch x
@@ -544,9 +583,10 @@ def detection_loader(paths, width: int, height: int, classes: int | None = None,
     from batch ``start_batch`` (a resumed run: ``seen // imgs``) for
     ``iterations`` batches, by default up to ``max_batches``, endless when that
     is None.  ``seed`` fixes the whole stream (images, sizes, augmentation).
+    ``class_only`` accepts YOLO9000 class-only label rows (see ``DetectionDataset``).
     """
     dataset = DetectionDataset(paths, width, height, classes, jitter, hue, saturation, exposure, max_boxes,
-                               augment, seed, fit=fit, max_retries=max_retries)
+                               augment, seed, fit=fit, max_retries=max_retries, class_only=class_only)
     schedule = MultiScale(width, height, max_batches, random=random, start_batch=start_batch,
                           seed=dataset.seed)
     if iterations is None and max_batches is not None:
@@ -563,7 +603,8 @@ def detection_options(net) -> dict:
     Size, hue, saturation, exposure and the images of one iteration
     (``batch`` x ``subdivisions``, Darknet's ``imgs``) come from ``[net]``;
     classes, jitter, ``max`` boxes and ``random`` from the detection layer;
-    ``start_batch`` from ``net.seen``.
+    ``start_batch`` from ``net.seen``; ``class_only`` (YOLO9000 class-only label rows
+    accepted) when the detection layer has a WordTree, the only case Darknet trains them.
     """
     o = net.options
     layer = getattr(net, "detection_layer", None) or net.layers[-1]
@@ -572,4 +613,5 @@ def detection_options(net) -> dict:
                 jitter=getattr(layer, "jitter", .2), hue=o.hue, saturation=o.saturation, exposure=o.exposure,
                 max_boxes=getattr(layer, "max_boxes", 30), batch_size=imgs,
                 random=bool(getattr(layer, "random", False)), max_batches=o.max_batches or None,
-                start_batch=int(getattr(net, "seen", 0)) // max(imgs, 1))
+                start_batch=int(getattr(net, "seen", 0)) // max(imgs, 1),
+                class_only=getattr(layer, "tree", None) is not None)

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from .boxes import box_iou, region_boxes
+from .data import ONLYCLASS_MIN  # a row with x and y above this is a class-only (no box) label
 from .exact import sum_array
 from .tree import WordTree, resolve_data_path
 
@@ -45,7 +46,6 @@ _F32 = torch.float32
 _F64 = torch.float64
 MAX_TRUTHS = 30          # Darknet's truth buffer holds 30 rows per image (l.truths = 30*(coords+1))
 PRIOR_SEEN = 12800       # the anchor-prior pull stops once this many images were seen
-ONLYCLASS_MIN = 100000   # a row with x and y above this is a class-only (no box) label
 
 _ATOI = re.compile(r"\s*([+-]?\d+)")
 

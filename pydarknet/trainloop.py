@@ -148,7 +148,7 @@ def scan_samples(dataset: DetectionDataset) -> list[str]:
             problems.append(f"{lpath}: no such label file (for image {path})")
         else:
             try:
-                read_labels(lpath, dataset.classes)
+                read_labels(lpath, dataset.classes, class_only=dataset.class_only)
                 continue
             except DataError as e:
                 problems.append(str(e))
@@ -238,7 +238,8 @@ def _detection_data(cfg: TrainConfig, net: Darknet, replicas: Replicas, seed, st
     opts = detection_options(net)
     dataset = DetectionDataset(data.resolve(data.train), opts["width"], opts["height"], opts["classes"],
                                opts["jitter"], opts["hue"], opts["saturation"], opts["exposure"],
-                               opts["max_boxes"], augment=cfg.augment, seed=replicas.data_seed(seed))
+                               opts["max_boxes"], augment=cfg.augment, seed=replicas.data_seed(seed),
+                               class_only=opts["class_only"])
     schedule = MultiScale(opts["width"], opts["height"], opts["max_batches"], random=opts["random"],
                           start_batch=start, seed=dataset.seed if seed is None else seed, stride=replicas.world)
     sampler = DetectionBatchSampler(len(dataset), opts["batch_size"], schedule, dataset.seed, iterations)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .data import label_path, read_labels
+from .data import class_only_mask, label_path, read_labels
 from .image import ImageError, image_size
 from .voc import VocError, convert_box, image_id, parse_annotation, read_truth_json, unconvert_box
 
@@ -116,7 +116,8 @@ def _truth_from_labels(paths: Sequence[str], report) -> Truth:
             report(f"warning: {p}: cannot read the image for its size; its labels are ignored")
             continue
         sizes[iid] = size
-        for c, x, y, w, h in read_labels(label_path(p, darknet_exact=True), missing_ok=True).astype(float):
+        rows = read_labels(label_path(p, darknet_exact=True), missing_ok=True, class_only=True)
+        for c, x, y, w, h in rows[~class_only_mask(rows)].astype(float):   # class-only rows: no box
             rows.append((iid, int(c), *unconvert_box(size, (x, y, w, h)), 0))
     return Truth(rows, sizes, images, "Darknet label files (no difficult flags)", has_difficult=False)
 

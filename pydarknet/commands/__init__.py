@@ -5,7 +5,7 @@
     pydarknet detect CFG WEIGHTS IMAGE...
     pydarknet classify CFG WEIGHTS IMAGE...
     pydarknet partial CFG WEIGHTS OUT N
-    pydarknet convert | anchors | voc_label | demo | download ...
+    pydarknet convert | anchors | voc_label | class_labels | demo | download ...
 
 Each verb's module holds its argparse program (``main``); ``tools/*.py`` call the same
 functions.  The library never imports this package.
@@ -24,6 +24,7 @@ VERBS = {
     "convert": ("convert", "main", ".weights <-> .pt <-> .safetensors, ONNX export"),
     "anchors": ("anchors", "main", "k-means (1 - IoU) anchors from a dataset"),
     "voc_label": ("voc_label", "main", "VOC XML -> Darknet labels, lists, .names, .data"),
+    "class_labels": ("class_labels", "main", "YOLO9000 class-only labels for a folder-of-classes dataset"),
     "demo": ("demo", "main", "the offline demo (shipped shapes detector)"),
     "finetune": ("finetune", "main", "a detector from an ImageNet backbone, choices made from the data"),
     "download": ("download", "main", "Darknet's published weights by name (needs internet), checked"),
