@@ -519,8 +519,9 @@ def _idct_plane(coeff, coff, cw, nbx, nby, dequant, planes, off, stride):
 # ---------------------------------------------------------------- output
 
 @numba.njit(cache=True, nogil=True)
-def _resample_row(planes, kind, out, near, far, w, hs):
-    """stb's ``resample_row_*`` (kind 1..4) from rows of ``planes`` into ``out``."""
+def _resample_row(planes, kind, out, near, far, w, hs, t):
+    """stb's ``resample_row_*`` (kind 1..4) from rows of ``planes`` into ``out``; t: int32
+    scratch of w items."""
     if kind == 1:  # v_2
         for i in range(w):
             out[i] = (3 * np.int32(planes[near + i]) + np.int32(planes[far + i]) + 2) >> 2
@@ -539,20 +540,14 @@ def _resample_row(planes, kind, out, near, far, w, hs):
         i = w - 1
         out[2 * i] = (np.int32(planes[near + w - 2]) * 3 + np.int32(planes[near + w - 1]) + 2) >> 2
         out[2 * i + 1] = planes[near + w - 1]
-    elif kind == 3:  # hv_2
-        if w == 1:
-            v = (3 * np.int32(planes[near]) + np.int32(planes[far]) + 2) >> 2
-            out[0] = v
-            out[1] = v
-            return
-        t1 = 3 * np.int32(planes[near]) + np.int32(planes[far])
-        out[0] = (t1 + 2) >> 2
+    elif kind == 3:  # hv_2: the vertical sums first, so both loops vectorise
+        for i in range(w):
+            t[i] = 3 * np.int32(planes[near + i]) + np.int32(planes[far + i])
+        out[0] = (t[0] + 2) >> 2
         for i in range(1, w):
-            t0 = t1
-            t1 = 3 * np.int32(planes[near + i]) + np.int32(planes[far + i])
-            out[2 * i - 1] = (3 * t0 + t1 + 8) >> 4
-            out[2 * i] = (3 * t1 + t0 + 8) >> 4
-        out[2 * w - 1] = (t1 + 2) >> 2
+            out[2 * i - 1] = _I32(3 * t[i - 1] + t[i] + 8) >> 4
+            out[2 * i] = _I32(3 * t[i] + t[i - 1] + 8) >> 4
+        out[2 * w - 1] = (t[w - 1] + 2) >> 2
     else:  # generic: nearest neighbour
         for i in range(w):
             v = planes[near + i]
@@ -571,12 +566,12 @@ def _blinn(x, y):
 def _ycc_row(y, cb, cr, out, count):
     """``stbi__YCbCr_to_RGB_row`` (its reduced precision, in C ints), 3 bytes a pixel."""
     for i in range(count):
-        y_fixed = (np.int32(y[i]) << 20) + np.int32(1 << 19)
-        vr = np.int32(cr[i]) - np.int32(128)
-        vb = np.int32(cb[i]) - np.int32(128)
-        r = (y_fixed + vr * np.int32(_CR_R)) >> 20
-        g = (y_fixed - vr * np.int32(_CR_G) + ((vb * np.int32(-_CB_G)) & np.int32(-65536))) >> 20
-        b = (y_fixed + vb * np.int32(_CB_B)) >> 20
+        y_fixed = _I32((np.int32(y[i]) << 20) + (1 << 19))
+        vr = np.int32(cr[i]) - 128
+        vb = np.int32(cb[i]) - 128
+        r = _I32(y_fixed + _I32(vr * _CR_R)) >> 20
+        g = _I32(y_fixed - _I32(vr * _CR_G) + (_I32(vb * -_CB_G) & -65536)) >> 20
+        b = _I32(y_fixed + _I32(vb * _CB_B)) >> 20
         out[3 * i] = min(max(r, 0), 255)
         out[3 * i + 1] = min(max(g, 0), 255)
         out[3 * i + 2] = min(max(b, 0), 255)
@@ -616,6 +611,7 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
         else:
             kind[k] = 4
     rows = np.empty((4, img_x + 8), np.uint8)  # stb's line buffers
+    tsum = np.empty(img_x + 8, np.int32)
     for j in range(img_y):
         for k in range(decode_n):
             y_bot = ystep[k] >= (vs[k] >> 1)
@@ -624,7 +620,7 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
             if kind[k] == 0:
                 rows[k, :img_x] = planes[near:near + img_x]
             else:
-                _resample_row(planes, kind[k], rows[k], near, far, wlo[k], hs[k])
+                _resample_row(planes, kind[k], rows[k], near, far, wlo[k], hs[k], tsum)
             ystep[k] += 1
             if ystep[k] >= vs[k]:
                 ystep[k] = 0
