@@ -72,8 +72,11 @@ def is_jpeg(head: bytes) -> bool:
 
 # ---------------------------------------------------------------- bit reader
 # The reader's state travels as locals (pos, cb, bits, nomore, marker) through
-# helpers that numba inlines, so it stays in registers.  The refill is a call:
-# inlined at every site it made the first compile 45% longer for no speed.
+# helpers that numba inlines, so it stays in registers.  The refill's common case
+# (plain bytes) is inlined; a 0xFF byte, the end of the data or a marker seen goes
+# to ``_fill``, a call.  No array goes to a call in the hot loops otherwise: numba
+# counts references of arrays passed to calls with atomic operations, which took a
+# fifth of the decoding time.
 
 @numba.njit(cache=True, nogil=True)
 def _fill(buf, pos, cb, bits, nomore, marker):
@@ -101,10 +104,22 @@ def _fill(buf, pos, cb, bits, nomore, marker):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _need(buf, pos, cb, bits, nomore, marker):
+    """``_fill``, its plain bytes without a call."""
+    while bits <= 24:
+        if nomore or pos >= buf.size or buf[pos] == 0xFF:
+            return _fill(buf, pos, cb, bits, nomore, marker)
+        cb = cb | (np.int64(buf[pos]) << (24 - bits))
+        pos += 1
+        bits += 8
+    return pos, cb, bits, nomore, marker
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _huff(buf, pos, cb, bits, nomore, marker, t, fast, size, values, maxcode, delta):
     """``stbi__jpeg_huff_decode`` with table t: (symbol or -1, reader state)."""
     if bits < 16:
-        pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+        pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
     k = np.int64(fast[t, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
     if k < 255:
         s = np.int64(size[t, k])
@@ -127,7 +142,7 @@ def _huff(buf, pos, cb, bits, nomore, marker, t, fast, size, values, maxcode, de
 def _receive(buf, pos, cb, bits, nomore, marker, n, signed):
     """``stbi__extend_receive`` (signed) or ``stbi__jpeg_get_bits``: n >= 1 bits."""
     if bits < n:
-        pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+        pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
     mask = (np.int64(1) << n) - 1
     k = ((cb << n) | (cb >> (32 - n))) & _M32
     v = k & mask
@@ -140,7 +155,7 @@ def _receive(buf, pos, cb, bits, nomore, marker, n, signed):
 def _bit(buf, pos, cb, bits, nomore, marker):
     """``stbi__jpeg_get_bit``: True for a 1 bit."""
     if bits < 1:
-        pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+        pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
     return (cb & 0x80000000) != 0, pos, (cb << 1) & _M32, bits - 1, nomore, marker
 
 
@@ -222,7 +237,7 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, bpl, per_mcu, comp,
             # stbi__jpeg_decode_block
             q = comp[n, _TQ]
             if bits < 16:
-                pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+                pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
             t, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
                                                      comp[n, _HD], fast, size, values,
                                                      maxcode, delta)
@@ -240,7 +255,7 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, bpl, per_mcu, comp,
             k = 1
             while k < 64:
                 if bits < 16:
-                    pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+                    pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
                 r = np.int64(fast_ac[ha, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
                 if r:
                     k += (r >> 4) & 15
@@ -279,7 +294,7 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, bpl, per_mcu, comp,
             if spec_end != 0:
                 return -2, pos, marker
             if bits < 16:
-                pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+                pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
             if succ_high == 0:
                 for z in range(64):
                     coeff[o + z] = 0
@@ -308,7 +323,7 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, bpl, per_mcu, comp,
             todo -= 1
             if todo <= 0:
                 if bits < 24:
-                    pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+                    pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
                 if not (0xD0 <= marker <= 0xD7):
                     return 1, pos, marker  # stb stops here: corrupt data rather than none
                 # stbi__jpeg_reset
@@ -333,7 +348,7 @@ def _prog_ac(buf, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, 
         k = spec_start
         while k <= spec_end:
             if bits < 16:
-                pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+                pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
             r = np.int64(fast_ac[ha, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
             if r:
                 k += (r >> 4) & 15
@@ -465,7 +480,7 @@ def _idct_pass(w, i, o, rnd, shift):
         w[o + 32 + c] = _I32(x3 - t0) >> shift
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _idct_block(w, planes, o, stride):
     """``stbi__idct_block``: the dequantised block in w[0:64] to 8x8 pixels at planes[o].
 
@@ -518,7 +533,7 @@ def _idct_plane(coeff, coff, cw, nbx, nby, dequant, planes, off, stride):
 
 # ---------------------------------------------------------------- output
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _resample_row(planes, kind, out, near, far, w, hs, t):
     """stb's ``resample_row_*`` (kind 1..4) from rows of ``planes`` into ``out``; t: int32
     scratch of w items."""
@@ -562,7 +577,7 @@ def _blinn(x, y):
     return ((t + (t >> 8)) >> 8) & 255
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _ycc_row(y, cb, cr, out, count):
     """``stbi__YCbCr_to_RGB_row`` (its reduced precision, in C ints), 3 bytes a pixel."""
     for i in range(count):
