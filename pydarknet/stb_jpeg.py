@@ -72,8 +72,11 @@ def is_jpeg(head: bytes) -> bool:
 
 # ---------------------------------------------------------------- bit reader
 # The reader's state travels as locals (pos, cb, bits, nomore, marker) through
-# helpers that numba inlines, so it stays in registers.  The refill is a call:
-# inlined at every site it made the first compile 45% longer for no speed.
+# helpers that numba inlines, so it stays in registers.  The refill's common case
+# (plain bytes) is inlined; a 0xFF byte, the end of the data or a marker seen goes
+# to ``_fill``, a call.  No array goes to a call in the hot loops otherwise: numba
+# counts references of arrays passed to calls with atomic operations, which took a
+# fifth of the decoding time.
 
 @numba.njit(cache=True, nogil=True)
 def _fill(buf, pos, cb, bits, nomore, marker):
@@ -101,10 +104,22 @@ def _fill(buf, pos, cb, bits, nomore, marker):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _need(buf, pos, cb, bits, nomore, marker):
+    """``_fill``, its plain bytes without a call."""
+    while bits <= 24:
+        if nomore or pos >= buf.size or buf[pos] == 0xFF:
+            return _fill(buf, pos, cb, bits, nomore, marker)
+        cb = cb | (np.int64(buf[pos]) << (24 - bits))
+        pos += 1
+        bits += 8
+    return pos, cb, bits, nomore, marker
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _huff(buf, pos, cb, bits, nomore, marker, t, fast, size, values, maxcode, delta):
     """``stbi__jpeg_huff_decode`` with table t: (symbol or -1, reader state)."""
     if bits < 16:
-        pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+        pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
     k = np.int64(fast[t, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
     if k < 255:
         s = np.int64(size[t, k])
@@ -127,7 +142,7 @@ def _huff(buf, pos, cb, bits, nomore, marker, t, fast, size, values, maxcode, de
 def _receive(buf, pos, cb, bits, nomore, marker, n, signed):
     """``stbi__extend_receive`` (signed) or ``stbi__jpeg_get_bits``: n >= 1 bits."""
     if bits < n:
-        pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+        pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
     mask = (np.int64(1) << n) - 1
     k = ((cb << n) | (cb >> (32 - n))) & _M32
     v = k & mask
@@ -140,7 +155,7 @@ def _receive(buf, pos, cb, bits, nomore, marker, n, signed):
 def _bit(buf, pos, cb, bits, nomore, marker):
     """``stbi__jpeg_get_bit``: True for a 1 bit."""
     if bits < 1:
-        pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+        pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
     return (cb & 0x80000000) != 0, pos, (cb << 1) & _M32, bits - 1, nomore, marker
 
 
@@ -148,7 +163,8 @@ def _bit(buf, pos, cb, bits, nomore, marker):
 
 @numba.njit(cache=True, nogil=True)
 def _block_list(comp, order, scan_n, mcu_x, mcu_y):
-    """The blocks of a scan in stream order: component and coefficient offset of each.
+    """The blocks of a scan in stream order: component, coefficient offset and plane
+    offset of each, and the blocks per MCU.
 
     A one-component scan covers the component's own blocks (not its MCU
     padding) and each block is an MCU; an interleaved scan goes MCU by MCU.
@@ -157,40 +173,51 @@ def _block_list(comp, order, scan_n, mcu_x, mcu_y):
         n = order[0]
         w = (comp[n, _X] + 7) >> 3
         h = (comp[n, _Y] + 7) >> 3
-        bcomp = np.full(w * h, n, np.int64)
-        boff = np.empty(w * h, np.int64)
+        per_mcu = 1
+        nb = w * h
+    else:
+        per_mcu = 0
+        for kk in range(scan_n):
+            per_mcu += comp[order[kk], _H] * comp[order[kk], _V]
+        nb = mcu_x * mcu_y * per_mcu
+    bcomp = np.empty(nb, np.int64)
+    boff = np.empty(nb, np.int64)
+    bpl = np.empty(nb, np.int64)
+    b = 0
+    if scan_n == 1:
         for j in range(h):
             for i in range(w):
-                boff[j * w + i] = comp[n, _COFF] + 64 * (i + j * comp[n, _CW])
-        return bcomp, boff, 1
-    per_mcu = 0
-    for kk in range(scan_n):
-        per_mcu += comp[order[kk], _H] * comp[order[kk], _V]
-    bcomp = np.empty(mcu_x * mcu_y * per_mcu, np.int64)
-    boff = np.empty(mcu_x * mcu_y * per_mcu, np.int64)
-    b = 0
+                b = _put_block(comp, n, i, j, bcomp, boff, bpl, b)
+        return bcomp, boff, bpl, per_mcu
     for j in range(mcu_y):
         for i in range(mcu_x):
             for kk in range(scan_n):
                 n = order[kk]
                 for y in range(comp[n, _V]):
                     for x in range(comp[n, _H]):
-                        x2 = i * comp[n, _H] + x
-                        y2 = j * comp[n, _V] + y
-                        bcomp[b] = n
-                        boff[b] = comp[n, _COFF] + 64 * (x2 + y2 * comp[n, _CW])
-                        b += 1
-    return bcomp, boff, per_mcu
+                        b = _put_block(comp, n, i * comp[n, _H] + x, j * comp[n, _V] + y,
+                                       bcomp, boff, bpl, b)
+    return bcomp, boff, bpl, per_mcu
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put_block(comp, n, x2, y2, bcomp, boff, bpl, b):
+    """Block (x2, y2) of component n as the scan's b-th block; returns b + 1."""
+    bcomp[b] = n
+    boff[b] = comp[n, _COFF] + 64 * (x2 + y2 * comp[n, _CW])
+    bpl[b] = comp[n, _OFF] + 8 * (x2 + y2 * comp[n, _W2])
+    return b + 1
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(buf, pos, restart, progressive, spec, bcomp, boff, per_mcu, comp, coeff,
-          fast, size, values, maxcode, delta, fast_ac, dequant):
-    """``stbi__parse_entropy_coded_data``: one scan into ``coeff``.
+def _scan(buf, pos, restart, progressive, spec, bcomp, boff, bpl, per_mcu, comp, coeff,
+          planes, fast, size, values, maxcode, delta, fast_ac, dequant):
+    """``stbi__parse_entropy_coded_data``: one scan into ``coeff`` or ``planes``.
 
     Returns (1 or a negative error code, position, pending marker).  Baseline
-    blocks are stored dequantised (as C shorts), as stb's decode_block does;
-    progressive ones are dequantised at the end.  One long function on purpose: a numba
+    blocks are dequantised (as C shorts) and IDCT'd into ``planes`` as they are
+    decoded, as stb's decode_block and idct_block do; progressive coefficients
+    go to ``coeff``, dequantised at the end.  One long function on purpose: a numba
     loop over MCUs whose bit-reader state (cb, bits, nomore, marker) would otherwise be
     passed in and out of every step, as it is in stb's own C.
     """
@@ -202,6 +229,7 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, per_mcu, comp, coef
     eob = np.int64(0)
     todo = restart if restart else np.int64(0x7FFFFFFF)
     dcpred = np.zeros(4, np.int64)
+    w = np.empty(256, np.int32)  # a baseline block and its IDCT's scratch
     for b in range(bcomp.size):
         n = bcomp[b]
         o = boff[b]
@@ -209,25 +237,25 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, per_mcu, comp, coef
             # stbi__jpeg_decode_block
             q = comp[n, _TQ]
             if bits < 16:
-                pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+                pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
             t, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
                                                      comp[n, _HD], fast, size, values,
                                                      maxcode, delta)
             if t < 0 or t > 15:  # t > 15: stb reads past its tables (corrupt file)
                 return -1, pos, marker
-            for z in range(64):
-                coeff[o + z] = 0
+            w[:64] = 0
             diff = np.int64(0)
             if t:
                 diff, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
                                                                marker, t, True)
             dcpred[n] += diff
-            coeff[o] = dcpred[n] * dequant[q, 0]  # a C short: wraps
+            w[0] = np.int16(dcpred[n] * dequant[q, 0])  # a C short: wraps
             ha = comp[n, _HA]
+            nz = False
             k = 1
             while k < 64:
                 if bits < 16:
-                    pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+                    pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
                 r = np.int64(fast_ac[ha, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
                 if r:
                     k += (r >> 4) & 15
@@ -236,7 +264,8 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, per_mcu, comp, coef
                     bits -= s
                     zig = _DEZIGZAG[k]
                     k += 1
-                    coeff[o + zig] = (r >> 8) * dequant[q, zig]
+                    w[zig] = np.int16((r >> 8) * dequant[q, zig])
+                    nz = True
                 else:
                     rs, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
                                                               ha + 4, fast, size, values,
@@ -254,13 +283,18 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, per_mcu, comp, coef
                         k += 1
                         v, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
                                                                     marker, s, True)
-                        coeff[o + zig] = v * dequant[q, zig]
+                        w[zig] = np.int16(v * dequant[q, zig])
+                        nz = True
+            if nz:
+                _idct_block(w, planes, bpl[b], comp[n, _W2])
+            else:
+                _flat_block(w[0], planes, bpl[b], comp[n, _W2])
         elif spec_start == 0:
             # stbi__jpeg_decode_block_prog_dc
             if spec_end != 0:
                 return -2, pos, marker
             if bits < 16:
-                pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+                pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
             if succ_high == 0:
                 for z in range(64):
                     coeff[o + z] = 0
@@ -289,7 +323,7 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, per_mcu, comp, coef
             todo -= 1
             if todo <= 0:
                 if bits < 24:
-                    pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+                    pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
                 if not (0xD0 <= marker <= 0xD7):
                     return 1, pos, marker  # stb stops here: corrupt data rather than none
                 # stbi__jpeg_reset
@@ -314,7 +348,7 @@ def _prog_ac(buf, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, 
         k = spec_start
         while k <= spec_end:
             if bits < 16:
-                pos, cb, bits, nomore, marker = _fill(buf, pos, cb, bits, nomore, marker)
+                pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
             r = np.int64(fast_ac[ha, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
             if r:
                 k += (r >> 4) & 15
@@ -398,111 +432,111 @@ def _prog_ac(buf, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, 
 
 
 # ---------------------------------------------------------------- IDCT
+# stb's integer IDCT in C ints: every intermediate is cast to int32 (np.int32 wraps as
+# C does), which lets LLVM keep 32-bit lanes and vectorise the 8 columns (then the 8
+# rows) of a block in AVX2 registers.  The scratch w holds the block and the two passes
+# at fixed offsets of one array, so the compiler sees that they do not overlap.
+
+_I32 = np.int32
+_ROUND_COL = 512
+_ROUND_ROW = 65536 + (128 << 17)  # stb's rounding plus the +128 level shift
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _idct_1d(s0, s1, s2, s3, s4, s5, s6, s7):
-    """stb's ``STBI__IDCT_1D`` (jidctint's islow): returns x0..x3, t0..t3."""
-    p1 = (s2 + s6) * _C0541
-    t2 = p1 + s6 * _C1847
-    t3 = p1 + s2 * _C0765
-    t0 = (s0 + s4) * 4096
-    t1 = (s0 - s4) * 4096
-    x0 = t0 + t3
-    x3 = t0 - t3
-    x1 = t1 + t2
-    x2 = t1 - t2
-    p3 = s7 + s3
-    p4 = s5 + s1
-    p1 = s7 + s1
-    p2 = s5 + s3
-    p5 = (p3 + p4) * _C1175
-    t0 = s7 * _C0298
-    t1 = s5 * _C2053
-    t2 = s3 * _C3072
-    t3 = s1 * _C1501
-    p1 = p5 + p1 * _C0899
-    p2 = p5 + p2 * _C2562
-    p3 = p3 * _C1961
-    p4 = p4 * _C0390
-    return x0, x1, x2, x3, t0 + p1 + p3, t1 + p2 + p4, t2 + p2 + p3, t3 + p1 + p4
+    """stb's ``STBI__IDCT_1D`` (jidctint's islow) in int32: returns x0..x3, t0..t3."""
+    p1 = _I32((s2 + s6) * _C0541)
+    t2 = _I32(p1 + s6 * _C1847)
+    t3 = _I32(p1 + s2 * _C0765)
+    t0 = _I32((s0 + s4) * 4096)
+    t1 = _I32((s0 - s4) * 4096)
+    x0, x3, x1, x2 = _I32(t0 + t3), _I32(t0 - t3), _I32(t1 + t2), _I32(t1 - t2)
+    p3, p4, p1, p2 = _I32(s7 + s3), _I32(s5 + s1), _I32(s7 + s1), _I32(s5 + s3)
+    p5 = _I32((p3 + p4) * _C1175)
+    t0, t1, t2, t3 = _I32(s7 * _C0298), _I32(s5 * _C2053), _I32(s3 * _C3072), _I32(s1 * _C1501)
+    p1 = _I32(p5 + p1 * _C0899)
+    p2 = _I32(p5 + p2 * _C2562)
+    p3 = _I32(p3 * _C1961)
+    p4 = _I32(p4 * _C0390)
+    return (x0, x1, x2, x3, _I32(t0 + p1 + p3), _I32(t1 + p2 + p4), _I32(t2 + p2 + p3),
+            _I32(t3 + p1 + p4))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _clamp(x):
-    return min(max(x, 0), 255)
+def _idct_pass(w, i, o, rnd, shift):
+    """One pass over 8 lanes: the inputs of lane c at w[i + 8k + c], outputs at w[o + 8k + c]."""
+    for c in range(8):
+        x0, x1, x2, x3, t0, t1, t2, t3 = _idct_1d(w[i + c], w[i + 8 + c], w[i + 16 + c],
+                                                  w[i + 24 + c], w[i + 32 + c], w[i + 40 + c],
+                                                  w[i + 48 + c], w[i + 56 + c])
+        x0, x1, x2, x3 = _I32(x0 + rnd), _I32(x1 + rnd), _I32(x2 + rnd), _I32(x3 + rnd)
+        w[o + c] = _I32(x0 + t3) >> shift
+        w[o + 56 + c] = _I32(x0 - t3) >> shift
+        w[o + 8 + c] = _I32(x1 + t2) >> shift
+        w[o + 48 + c] = _I32(x1 - t2) >> shift
+        w[o + 16 + c] = _I32(x2 + t1) >> shift
+        w[o + 40 + c] = _I32(x2 - t1) >> shift
+        w[o + 24 + c] = _I32(x3 + t0) >> shift
+        w[o + 32 + c] = _I32(x3 - t0) >> shift
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _idct_block(w, planes, o, stride):
+    """``stbi__idct_block``: the dequantised block in w[0:64] to 8x8 pixels at planes[o].
+
+    stb's shortcut for a column without AC terms gives what the full formula gives.
+    """
+    _idct_pass(w, 0, 64, _ROUND_COL, 10)  # columns
+    for r in range(8):
+        for c in range(8):
+            w[128 + 8 * c + r] = w[64 + 8 * r + c]
+    _idct_pass(w, 128, 192, _ROUND_ROW, 17)  # rows, transposed
+    for r in range(8):
+        for c in range(8):
+            w[8 * r + c] = w[192 + 8 * c + r]
+    for r in range(8):
+        q = o + r * stride
+        for c in range(8):
+            planes[q + c] = min(max(w[8 * r + c], 0), 255)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _flat_block(dc, planes, o, stride):
+    """A block without AC terms: one value (what the full IDCT gives)."""
+    v = min(max((dc * 4 * 4096 + _ROUND_ROW) >> 17, 0), 255)
+    for r in range(8):
+        q = o + r * stride
+        for c in range(8):
+            planes[q + c] = v
 
 
 @numba.njit(cache=True, nogil=True)
-def _idct_plane(coeff, coff, cw, nbx, nby, dequant, progressive, planes, off, stride):
-    """``stbi__idct_block`` on the first nbx x nby blocks of a component.
-
-    Progressive coefficients are dequantised first, as C shorts (stb's
-    ``stbi__jpeg_dequantize``).  A column with no AC term takes stb's shortcut
-    (4 x DC), which the full formula would give too.
-    """
-    d = np.empty(64, np.int64)
-    val = np.empty(64, np.int64)
-    bias = np.int64(65536 + (128 << 17))
+def _idct_plane(coeff, coff, cw, nbx, nby, dequant, planes, off, stride):
+    """The progressive finish (``stbi__jpeg_finish``): dequantise each of the component's
+    nbx x nby blocks as C shorts (``stbi__jpeg_dequantize``), then IDCT it."""
+    w = np.empty(256, np.int32)
     for j in range(nby):
         for i in range(nbx):
             b0 = coff + 64 * (i + j * cw)
-            if progressive:
-                for t in range(64):
-                    d[t] = np.int16(np.int64(coeff[b0 + t]) * dequant[t])
-            else:
-                for t in range(64):
-                    d[t] = coeff[b0 + t]
-            ac = np.int64(0)
-            for t in range(1, 64):
-                ac |= d[t]
+            o = off + (j * 8) * stride + i * 8
+            ac = 0
+            for t in range(64):
+                v = _I32(np.int16(np.int64(coeff[b0 + t]) * dequant[t]))
+                w[t] = v
+                if t:
+                    ac |= v
             if ac == 0:
-                # column pass gives 4*DC in column 0 and zeros: one flat value
-                v = _clamp((d[0] * 4 * 4096 + bias) >> 17)
-                o = off + (j * 8) * stride + i * 8
-                for r in range(8):
-                    planes[o:o + 8] = v
-                    o += stride
-                continue
-            for c in range(8):
-                if (d[8 + c] == 0 and d[16 + c] == 0 and d[24 + c] == 0 and d[32 + c] == 0
-                        and d[40 + c] == 0 and d[48 + c] == 0 and d[56 + c] == 0):
-                    dc = d[c] * 4
-                    for r in range(8):
-                        val[r * 8 + c] = dc
-                    continue
-                x0, x1, x2, x3, t0, t1, t2, t3 = _idct_1d(d[c], d[8 + c], d[16 + c], d[24 + c],
-                                                          d[32 + c], d[40 + c], d[48 + c],
-                                                          d[56 + c])
-                val[c] = (x0 + 512 + t3) >> 10
-                val[56 + c] = (x0 + 512 - t3) >> 10
-                val[8 + c] = (x1 + 512 + t2) >> 10
-                val[48 + c] = (x1 + 512 - t2) >> 10
-                val[16 + c] = (x2 + 512 + t1) >> 10
-                val[40 + c] = (x2 + 512 - t1) >> 10
-                val[24 + c] = (x3 + 512 + t0) >> 10
-                val[32 + c] = (x3 + 512 - t0) >> 10
-            o0 = off + (j * 8) * stride + i * 8
-            for r in range(8):
-                v = r * 8
-                x0, x1, x2, x3, t0, t1, t2, t3 = _idct_1d(val[v], val[v + 1], val[v + 2],
-                                                          val[v + 3], val[v + 4], val[v + 5],
-                                                          val[v + 6], val[v + 7])
-                o = o0 + r * stride
-                planes[o] = _clamp((x0 + bias + t3) >> 17)
-                planes[o + 7] = _clamp((x0 + bias - t3) >> 17)
-                planes[o + 1] = _clamp((x1 + bias + t2) >> 17)
-                planes[o + 6] = _clamp((x1 + bias - t2) >> 17)
-                planes[o + 2] = _clamp((x2 + bias + t1) >> 17)
-                planes[o + 5] = _clamp((x2 + bias - t1) >> 17)
-                planes[o + 3] = _clamp((x3 + bias + t0) >> 17)
-                planes[o + 4] = _clamp((x3 + bias - t0) >> 17)
+                _flat_block(w[0], planes, o, stride)
+            else:
+                _idct_block(w, planes, o, stride)
 
 
 # ---------------------------------------------------------------- output
 
-@numba.njit(cache=True, nogil=True)
-def _resample_row(planes, kind, out, near, far, w, hs):
-    """stb's ``resample_row_*`` (kind 1..4) from rows of ``planes`` into ``out``."""
+@numba.njit(cache=True, nogil=True, inline="always")
+def _resample_row(planes, kind, out, near, far, w, hs, t):
+    """stb's ``resample_row_*`` (kind 1..4) from rows of ``planes`` into ``out``; t: int32
+    scratch of w items."""
     if kind == 1:  # v_2
         for i in range(w):
             out[i] = (3 * np.int32(planes[near + i]) + np.int32(planes[far + i]) + 2) >> 2
@@ -521,20 +555,14 @@ def _resample_row(planes, kind, out, near, far, w, hs):
         i = w - 1
         out[2 * i] = (np.int32(planes[near + w - 2]) * 3 + np.int32(planes[near + w - 1]) + 2) >> 2
         out[2 * i + 1] = planes[near + w - 1]
-    elif kind == 3:  # hv_2
-        if w == 1:
-            v = (3 * np.int32(planes[near]) + np.int32(planes[far]) + 2) >> 2
-            out[0] = v
-            out[1] = v
-            return
-        t1 = 3 * np.int32(planes[near]) + np.int32(planes[far])
-        out[0] = (t1 + 2) >> 2
+    elif kind == 3:  # hv_2: the vertical sums first, so both loops vectorise
+        for i in range(w):
+            t[i] = 3 * np.int32(planes[near + i]) + np.int32(planes[far + i])
+        out[0] = (t[0] + 2) >> 2
         for i in range(1, w):
-            t0 = t1
-            t1 = 3 * np.int32(planes[near + i]) + np.int32(planes[far + i])
-            out[2 * i - 1] = (3 * t0 + t1 + 8) >> 4
-            out[2 * i] = (3 * t1 + t0 + 8) >> 4
-        out[2 * w - 1] = (t1 + 2) >> 2
+            out[2 * i - 1] = _I32(3 * t[i - 1] + t[i] + 8) >> 4
+            out[2 * i] = _I32(3 * t[i] + t[i - 1] + 8) >> 4
+        out[2 * w - 1] = (t[w - 1] + 2) >> 2
     else:  # generic: nearest neighbour
         for i in range(w):
             v = planes[near + i]
@@ -549,16 +577,16 @@ def _blinn(x, y):
     return ((t + (t >> 8)) >> 8) & 255
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _ycc_row(y, cb, cr, out, count):
     """``stbi__YCbCr_to_RGB_row`` (its reduced precision, in C ints), 3 bytes a pixel."""
     for i in range(count):
-        y_fixed = (np.int32(y[i]) << 20) + np.int32(1 << 19)
-        vr = np.int32(cr[i]) - np.int32(128)
-        vb = np.int32(cb[i]) - np.int32(128)
-        r = (y_fixed + vr * np.int32(_CR_R)) >> 20
-        g = (y_fixed - vr * np.int32(_CR_G) + ((vb * np.int32(-_CB_G)) & np.int32(-65536))) >> 20
-        b = (y_fixed + vb * np.int32(_CB_B)) >> 20
+        y_fixed = _I32((np.int32(y[i]) << 20) + (1 << 19))
+        vr = np.int32(cr[i]) - 128
+        vb = np.int32(cb[i]) - 128
+        r = _I32(y_fixed + _I32(vr * _CR_R)) >> 20
+        g = _I32(y_fixed - _I32(vr * _CR_G) + (_I32(vb * -_CB_G) & -65536)) >> 20
+        b = _I32(y_fixed + _I32(vb * _CB_B)) >> 20
         out[3 * i] = min(max(r, 0), 255)
         out[3 * i + 1] = min(max(g, 0), 255)
         out[3 * i + 2] = min(max(b, 0), 255)
@@ -598,6 +626,7 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
         else:
             kind[k] = 4
     rows = np.empty((4, img_x + 8), np.uint8)  # stb's line buffers
+    tsum = np.empty(img_x + 8, np.int32)
     for j in range(img_y):
         for k in range(decode_n):
             y_bot = ystep[k] >= (vs[k] >> 1)
@@ -606,7 +635,7 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
             if kind[k] == 0:
                 rows[k, :img_x] = planes[near:near + img_x]
             else:
-                _resample_row(planes, kind[k], rows[k], near, far, wlo[k], hs[k])
+                _resample_row(planes, kind[k], rows[k], near, far, wlo[k], hs[k], tsum)
             ystep[k] += 1
             if ystep[k] >= vs[k]:
                 ystep[k] = 0
@@ -701,8 +730,8 @@ def _build_fast_ac(fast_ac, th, fast, size, values):
 _SCRATCH = threading.local()
 
 
-def _scratch(name: str, n: int, dtype) -> np.ndarray:
-    """A zeroed work array of n items, reused by the thread's next decode.
+def _scratch(name: str, n: int, dtype, value: int = 0) -> np.ndarray:
+    """A work array of n items set to value, reused by the thread's next decode.
 
     Fresh megabyte-sized arrays cost a page fault per 4 KiB on first touch,
     which took as long as the decoding itself; zeroing warm memory is cheap.
@@ -712,7 +741,7 @@ def _scratch(name: str, n: int, dtype) -> np.ndarray:
         buf = np.empty(max(n, 1 << 16), dtype)
         setattr(_SCRATCH, name, buf)
     out = buf[:n]
-    out.fill(0)
+    out.fill(value)
     return out
 
 
@@ -899,10 +928,11 @@ class _Parser:
             comp[i, _COFF] = coff
             coff += comp[i, _W2] * comp[i, _H2]
         self.comp = comp
-        # stb mallocs these (uninitialised); zeros make the never-written parts of a
-        # corrupt or scan-less file deterministic
-        self.planes = _scratch("planes", off, np.uint8)
-        self.coeff = _scratch("coeff", coff, np.int16)
+        # stb mallocs these (uninitialised).  Baseline planes start as the IDCT of a zero
+        # block (128), progressive ones and coefficients as zeros: the never-written parts
+        # of a corrupt or scan-less file are deterministic.
+        self.planes = _scratch("planes", off, np.uint8, 0 if progressive else 128)
+        self.coeff = _scratch("coeff", coff if progressive else 0, np.int16)
 
     def scan_header(self) -> tuple[np.ndarray, int, np.ndarray]:
         """``stbi__process_scan_header``: the components of a scan and its spectral selection."""
@@ -939,11 +969,11 @@ class _Parser:
     def scan(self) -> None:
         """Decode one scan's entropy-coded data, then find the marker that follows it."""
         order, scan_n, spec = self.scan_header()
-        bcomp, boff, per_mcu = _block_list(self.comp, order, scan_n, self.mcu_x, self.mcu_y)
+        bcomp, boff, bpl, per_mcu = _block_list(self.comp, order, scan_n, self.mcu_x, self.mcu_y)
         rc, pos, marker = _scan(self.buf, self.pos, self.restart_interval, self.progressive, spec,
-                                bcomp, boff, per_mcu, self.comp, self.coeff, self.fast,
-                                self.size, self.values, self.maxcode, self.delta, self.fast_ac,
-                                self.dequant)
+                                bcomp, boff, bpl, per_mcu, self.comp, self.coeff, self.planes,
+                                self.fast, self.size, self.values, self.maxcode, self.delta,
+                                self.fast_ac, self.dequant)
         if rc < 0:
             raise JpegError(_ERRORS[rc])
         self.pos = int(pos)
@@ -957,18 +987,16 @@ class _Parser:
                 self.pos = i + 1
                 self.marker = self.get8()
 
-    def idct(self) -> None:
-        """IDCT every component: stb does baseline blocks as they are decoded (all of
-        them, MCU padding included) and progressive ones at the end (``stbi__jpeg_finish``:
-        the component's own blocks only)."""
+    def finish(self) -> None:
+        """``stbi__jpeg_finish``: IDCT the progressive components' own blocks (baseline
+        blocks were IDCT'd as they were decoded)."""
+        if not self.progressive:
+            return
         c = self.comp
         for n in range(self.img_n):
-            if self.progressive:
-                nbx, nby = (c[n, _X] + 7) >> 3, (c[n, _Y] + 7) >> 3
-            else:
-                nbx, nby = c[n, _W2] >> 3, c[n, _H2] >> 3
+            nbx, nby = (c[n, _X] + 7) >> 3, (c[n, _Y] + 7) >> 3
             _idct_plane(self.coeff, c[n, _COFF], c[n, _CW], nbx, nby, self.dequant[c[n, _TQ]],
-                        self.progressive, self.planes, c[n, _OFF], c[n, _W2])
+                        self.planes, c[n, _OFF], c[n, _W2])
 
     def color_mode(self) -> tuple[int, int]:
         """What ``load_jpeg_image`` does with the components for 3 output channels."""
@@ -1010,6 +1038,6 @@ def decode_jpeg(data: bytes) -> np.ndarray:
         else:
             p.process_marker(m)
         m = p.get_marker()
-    p.idct()
+    p.finish()
     mode, decode_n = p.color_mode()
     return _to_rgb(p.planes, p.comp, decode_n, p.img_x, p.img_y, p.hmax, p.vmax, mode)
