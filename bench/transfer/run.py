@@ -33,6 +33,19 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
+def _without_work(args: list[str]) -> list[str]:
+    """The command's arguments without ``--work DIR`` (a scratch folder of this machine)."""
+    out, skip = [], False
+    for a in args:
+        if skip or a.startswith("--work="):
+            skip = False
+            continue
+        skip = a == "--work"
+        if not skip:
+            out.append(a)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--raccoon", default=str(REPO.parent / "shared" / "datasets" / "raccoon"))
@@ -74,7 +87,7 @@ def main(argv=None) -> int:
         "from_scratch": {"map50_voc07": scratch["map50_voc07"], "map50_area": scratch["map50_area"],
                          "train_seconds": scratch["train_seconds"], "iterations": scratch["iterations"],
                          "command": scratch["command"], "source": "bench/raccoon/results.json"},
-        "command": " ".join(shlex.quote(a) for a in ["python", "bench/transfer/run.py", *(argv or sys.argv[1:])]),
+        "command": " ".join(shlex.quote(a) for a in ["python", "bench/transfer/run.py", *_without_work(argv or sys.argv[1:])]),
         "finetune_command": "python tools/finetune.py RACCOON.data --backbone tiny.weights --work WORK "
                             + " ".join(shlex.quote(a) for a in cmd[7:]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
