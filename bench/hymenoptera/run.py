@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -58,10 +59,12 @@ def main() -> int:
     conv = work / "tiny.conv.19"
     assert pydarknet(["partial", str(tiny / "tiny.cfg"), str(tiny / "tiny.weights"), str(conv), "19"]) == 0
     extra = ["--threads", str(args.threads)] if args.threads else []
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     rc = pydarknet(["classifier", "train", str(data), str(cfg), str(conv), "--seed", "1", "--no-progress", "-q",
                     *extra])
     train_seconds = time.perf_counter() - start
+    load_after = os.getloadavg()[0]
     if rc != 0:
         return rc
     final = work / "backup" / f"{cfg.stem}_final.weights"
@@ -86,7 +89,8 @@ def main() -> int:
                   f"pydarknet classifier train hymenoptera.data bench/hymenoptera/{cfg.name} tiny.conv.19 --seed 1",
                   f"pydarknet classifier valid hymenoptera.data bench/hymenoptera/{cfg.name} "
                   f"backup/{cfg.stem}_final.weights"],
-        "machine": "2 CPU cores shared with other jobs (load average ~14 during the run), no GPU",
+        "machine": {"cpus": os.cpu_count(), "gpu": False,
+                    "load_average_1min_before_after_training": [round(load_before, 2), round(load_after, 2)]},
     }
     Path(args.results).write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(results, indent=1))
