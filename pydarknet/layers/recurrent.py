@@ -217,14 +217,21 @@ class CRNN(_Elman):
             self.hidden = section.get_int("hidden", 1, min=1)
         else:   # pjreddie: 3x3 kernels, stride 1, padding 1
             conv.update(size=3, stride=1, padding=1)
+            # parse_crnn passes (w, h) where make_crnn_layer takes (h, w): the layer reads its input's
+            # memory as a w-row, h-column image and hands that shape on
+            self.swap_hw = True
             self.filters = section.get_int("output_filters", 1, min=1)
             self.hidden = section.get_int("hidden_filters", 1, min=1)
         self._sub(section, "convolutional", "input_layer", filters=self.hidden, **conv)
         self._sub(section, "convolutional", "self_layer", filters=self.hidden, **conv)
         self._sub(section, "convolutional", "output_layer", filters=self.filters, **conv)
 
+    swap_hw = False
+
     def _chain(self, in_shapes):
         s = in_shapes[0]
+        if self.swap_hw:
+            s = Shape(s.c, s.w, s.h)
         h = Shape(self.hidden, s.h, s.w)
         got = self.input_layer.infer_shape([s])
         if (got.h, got.w) != (s.h, s.w):
@@ -234,8 +241,12 @@ class CRNN(_Elman):
         return [(self.input_layer, s), (self.self_layer, h), (self.output_layer, h)]
 
     def infer_shape(self, in_shapes):
-        self._chain(in_shapes)
-        return self.output_layer.infer_shape([Shape(self.hidden, in_shapes[0].h, in_shapes[0].w)])
+        return self.output_layer.infer_shape([self._chain(in_shapes)[-1][1]])
+
+    def forward(self, x):
+        if self.swap_hw:
+            x = x.reshape(x.shape[0], x.shape[1], x.shape[3], x.shape[2])
+        return super().forward(x)
 
     def describe(self):
         i, o = self.in_shapes[0], self.out_shape
