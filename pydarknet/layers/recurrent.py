@@ -129,8 +129,9 @@ class Recurrent(Layer):
         """The gates' logistic or tanh: pjreddie's in double, AlexeyAB's in float when exact."""
         if not self.arith.darknet_order:
             return torch.sigmoid(x) if name == "logistic" else torch.tanh(x)
-        if self.flavour == "alexeyab":   # 1.f/(1.f+expf(-x)) and 2/(1+expf(-2x))-1
-            return 1 / (1 + torch.exp(-x)) if name == "logistic" else 2 / (1 + torch.exp(-2 * x)) - 1
+        if self.flavour == "alexeyab":   # 1.f/(1.f+expf(-x)) and 2/(1+expf(-2x))-1, in float
+            e = exact.expf(-x if name == "logistic" else -2 * x)
+            return 1 / (1 + e) if name == "logistic" else 2 / (1 + e) - 1
         if name == "logistic":
             return exact.logistic(x)
         e = torch.exp((2 * x).double())  # pjreddie: (exp(2x)-1)/(exp(2x)+1) in double
