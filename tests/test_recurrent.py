@@ -1,4 +1,4 @@
-"""Issue 11: Darknet's recurrent layers [rnn], [gru], [lstm] and [crnn].
+"""Issue 11: Darknet's recurrent layers [rnn], [gru], [lstm], [crnn] and AlexeyAB's [conv_lstm].
 
 The golden sets (tests/data/golden/recurrent_synth, see its README) hold Darknet's own outputs
 for tiny cfgs with synthetic weights: three forward calls on one input, so that they also check
@@ -135,11 +135,25 @@ def test_old_transposed_files_transpose_the_sub_layers(tmp_path):
     assert np.array_equal(_run_calls(again, x, 3), expected)
 
 
-def test_inputs_alone_and_errors():
+def test_inputs_alone():
     net = _net("[net]\ninputs=6\n[rnn]\noutput=2")
     assert (net.channels, net.height, net.width) == (6, 1, 1)
-    with pytest.raises(CfgError, match="conv_lstm"):
-        _net("[net]\nwidth=8\nheight=8\nchannels=3\n[conv_lstm]\noutput=2")
+
+
+def test_conv_lstm_weights_and_errors():
+    text = "[net]\nwidth=5\nheight=4\nchannels=3\ntime_steps=2\n[conv_lstm]\noutput=4\npad=1\n"
+    net = _net(text + "peephole=1\nbatch_normalize=1")
+    assert net.flavour == "alexeyab" and tuple(net.output_shape) == (4, 4, 5)
+    # 4 input convolutions 3->4, 4 state ones and 3 peephole ones 4->4, 3x3, each with bias and batch norm
+    assert sum(p.numel() for p in net.layers[0].darknet_params()) == 4 * 4 * 27 + 7 * 4 * 36 + 11 * 4 * 4
+    assert net.layers[0].order[:4] == ("vf", "vi", "vo", "wf")
+    assert net.layers[0].state_constrain == 2 * 32    # time_steps*32 by default
+    with pytest.raises(CfgError, match=r"t.cfg:9: \[conv_lstm\] bottleneck=1"):
+        _net(text + "bottleneck=1")
+    with pytest.raises(CfgError, match="lstm_activation"):
+        _net(text + "lstm_activation=leaky")
+    with pytest.raises(CfgError, match="stride=1 and pad=1"):
+        _net(text + "stride=2")
 
 
 def test_training_goes_through_autograd():

@@ -341,3 +341,89 @@ class LSTM(_Gated):
         self._keep("h", h)
         self._keep("c", c)
         return torch.cat(out)
+
+
+@register("conv_lstm")
+class ConvLSTM(Recurrent):
+    """AlexeyAB's [conv_lstm] as its CPU forward computes it (conv_lstm_layer.c): an LSTM whose
+    products are convolutions, with optional peephole convolutions of the cell state, the cell
+    clipped to +-state_constrain and non-finite values replaced by 1/i (i: the flat index)."""
+
+    def __init__(self, section, index):
+        super().__init__(section, index)
+        self.filters = section.get_int("output", 1, min=1)
+        self.activation = section.get_choice("activation", ACTIVATIONS, "linear")
+        self.batch_normalize = section.get_bool("batch_normalize")
+        self.peephole = section.get_bool("peephole")
+        if section.get_int("bottleneck", 0):
+            raise section.error("bottleneck=1: AlexeyAB's CPU forward does not implement it (only its GPU "
+                                "one does); pydarknet does not build it", "bottleneck")
+        if section.get_choice("lstm_activation", ACTIVATIONS, "tanh") != "tanh":
+            raise section.error("lstm_activation= other than tanh: AlexeyAB's CPU forward always uses tanh, its "
+                                "GPU one this activation; pydarknet does not build it", "lstm_activation")
+        section.get_bool("shortcut")                 # acts only with bottleneck=1 (GPU)
+        section.get_float("time_normalizer", 1.)     # read, used by no forward
+
+    def configure(self, section, net_options):
+        super().configure(section, net_options)
+        self.state_constrain = section.get_int("state_constrain", self.time_steps * 32)
+        size = section.get_int("size", 3, min=1)
+        pad, padding = section.get_int("pad", 0), section.get_int("padding", 0, min=0)
+        conv = dict(filters=self.filters, size=size, stride=section.get_int("stride", 1, min=1),
+                    dilation=section.get_int("dilation", 1), padding=size // 2 if pad else padding,
+                    groups=section.get_int("groups", 1, min=1), xnor=section.get_int("xnor", 0),
+                    activation=self.activation, batch_normalize=int(self.batch_normalize))
+        # load_weights: the peephole convolutions first, then W (state) and U (input)
+        self.order = (("vf", "vi", "vo") if self.peephole else ()) + ("wf", "wi", "wg", "wo", "uf", "ui", "ug", "uo")
+        for name in self.order:
+            self._sub(section, "convolutional", name, **conv)
+
+    def _chain(self, in_shapes):
+        s = in_shapes[0]
+        got = self.uf.infer_shape([s])
+        if (got.h, got.w) != (s.h, s.w):
+            raise self.error(f"its convolutions turn {s.w}x{s.h} into {got.w}x{got.h}; the state convolutions "
+                             f"read the input's size (AlexeyAB reads past its buffers): use stride=1 and pad=1")
+        h = Shape(self.filters, s.h, s.w)
+        return [(getattr(self, n), s if n[0] == "u" else h) for n in self.order]
+
+    def infer_shape(self, in_shapes):
+        self._chain(in_shapes)
+        return Shape(self.filters, in_shapes[0].h, in_shapes[0].w)
+
+    def _fix(self, x: torch.Tensor) -> torch.Tensor:
+        """constrain_cpu then fix_nan_and_inf_cpu: C's fminf/fmaxf skip NaN, a non-finite value becomes 1.f/i."""
+        if torch.isfinite(x).all():
+            return x
+        index = torch.arange(x.numel(), dtype=x.dtype, device=x.device).view_as(x)
+        return torch.where(torch.isfinite(x), x, 1 / index)
+
+    def forward(self, x):
+        b = self._steps(x)
+        u = {n: self._all_rows(getattr(self, n), x) for n in ("uf", "ui", "ug", "uo")}
+        h, c = self._state("h", u["uf"][:b]), self._state("c", u["uf"][:b])
+        limit = torch.tensor(float(self.state_constrain), dtype=x.dtype, device=x.device)
+        out = []
+        for t in range(self.time_steps):
+            rows = slice(t * b, (t + 1) * b)
+            f, i = self.wf(h) + u["uf"][rows], self.wi(h) + u["ui"][rows]
+            if self.peephole:   # of the previous cell state
+                f, i = f + self.vf(c), i + self.vi(c)
+            f, i = self._gate(f, "logistic"), self._gate(i, "logistic")
+            g = self._gate(self.wg(h) + u["ug"][rows], "tanh")
+            c = c * f + i * g
+            o = self.wo(h) + u["uo"][rows]
+            if self.peephole:   # of the new one
+                o = o + self.vo(c)
+            h = self._gate(c, "tanh") * self._gate(o, "logistic")
+            if self.state_constrain:
+                c = torch.fmin(limit, torch.fmax(-limit, c))
+            c, h = self._fix(c), self._fix(h)
+            out.append(h)
+        self._keep("h", h)
+        self._keep("c", c)
+        return torch.cat(out)
+
+    def describe(self):
+        i, o = self.in_shapes[0], self.out_shape
+        return f"conv_lstm     {i.w:4d} x{i.h:4d} x{i.c:4d}   ->  {o.w:4d} x{o.h:4d} x{o.c:4d}"
