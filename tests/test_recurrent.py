@@ -166,3 +166,19 @@ def test_training_goes_through_autograd():
     # [rnn] starts every training forward from a zero state (Darknet zeroes l.state when net.train)
     with torch.no_grad():
         assert torch.equal(net.layers[0](x), net.layers[0](x))
+
+
+def test_precise_batchnorm_refuses_recurrent_layers():
+    from pydarknet.precise_bn import precise_batchnorm
+    net = _net(NET + "[rnn]\noutput=4\nbatch_normalize=1", exact=False)
+    with pytest.raises(ValueError, match=r"layer 0 \[rnn\] \(line 5\) is a recurrent layer with batch norm"):
+        precise_batchnorm(net, [torch.rand(6, 8, 1, 1)])
+
+
+def test_trainer_updates_the_sub_layers():
+    from pydarknet.train import Trainer
+    net = _net(NET + "[rnn]\noutput=4\nlearning_rate=0\n[connected]\noutput=3\n[softmax]", exact=False)
+    slots = Trainer(net, quirk_warnings=False).slots
+    rnn = net.layers[0]
+    assert [s.param for s in slots[:6]] == [p for sub in rnn.sub_layers() for p in (sub.bias, sub.weight)]
+    assert all(s.lr_scale == 1 for s in slots[:6])   # Darknet: the sub-layers' own scale, not learning_rate=

@@ -1,11 +1,13 @@
-"""Darknet's recurrent layers: [rnn], [gru], [lstm] (built of [connected] sub-layers) and [crnn]
-(built of [convolutional] ones), as rnn_layer.c, gru_layer.c, lstm_layer.c and crnn_layer.c.
+"""Darknet's recurrent layers: [rnn], [gru], [lstm] (built of [connected] sub-layers), [crnn] and
+AlexeyAB's [conv_lstm] (built of [convolutional] ones), as rnn_layer.c, gru_layer.c,
+lstm_layer.c, crnn_layer.c and conv_lstm_layer.c compute them on the CPU.
 
 Darknet reads a batch of N rows as ``steps`` = [net] time_steps consecutive time steps of
 N/steps sequences: row ``t*B + b`` is sequence ``b`` at step ``t``.  The hidden state lives in
 the layer and carries over from one forward to the next (Darknet's ``l.state``) until
 :meth:`Recurrent.reset_state`; in ``train()`` mode [rnn] and [crnn] start every forward from a
-zero state, as Darknet does when ``net.train`` is set, while [gru] and [lstm] keep theirs.
+zero state, as Darknet does when ``net.train`` is set, while [gru], [lstm] and [conv_lstm] keep
+theirs.
 The products that do not depend on the state run on all rows at once; the time loop runs the
 rest.  Training goes through autograd (Darknet's own recurrent backward is not reproduced).
 
@@ -28,7 +30,7 @@ from .base import REGISTRY, Layer, Shape, register
 
 
 class Recurrent(Layer):
-    """What the four layers share: sub-layers built from a synthetic section, the carried state,
+    """What the recurrent layers share: sub-layers built from a synthetic section, the carried state,
     the steps of the batch and the weights order."""
 
     #: sub-layer names, in the order of each Darknet's load_weights (set by configure)
@@ -92,6 +94,11 @@ class Recurrent(Layer):
 
     def darknet_params(self):
         return [p for name in self.order for p in getattr(self, name).darknet_params()]
+
+    def sub_layers(self) -> list[Layer]:
+        """The sub-layers in weights order; Darknet updates each with its own learning-rate scale
+        (1: the parent's learning_rate= does not reach them)."""
+        return [getattr(self, n) for n in self.order]
 
     def connected_weights(self) -> list[torch.Tensor]:
         """Matrices that old weights files (version above 1000) store transposed."""
