@@ -71,18 +71,19 @@ SECTION_ALIASES = {
     "dropout": "dropout", "shortcut": "shortcut", "upsample": "upsample", "yolo": "yolo",
     # pjreddie sections added with the zoo (issue 11)
     "crop": "crop", "detection": "detection", "local": "local", "batchnorm": "batchnorm",
+    "rnn": "rnn", "gru": "gru", "lstm": "lstm", "crnn": "crnn",
     # AlexeyAB-only sections (their presence makes a cfg AlexeyAB-flavoured)
     "gaussian_yolo": "gaussian_yolo", "sam": "sam", "scale_channels": "scale_channels",
     "reorg3d": "reorg3d", "local_avgpool": "local_avgpool", "local_avg": "local_avgpool",
-    "contrastive": "contrastive",
+    "contrastive": "contrastive", "conv_lstm": "conv_lstm",
     "empty": "empty", "silence": "empty",
 }
 # Section kinds that only AlexeyAB's Darknet reads.
 ALEXEYAB_SECTIONS = {"gaussian_yolo", "sam", "scale_channels", "reorg3d", "local_avgpool", "contrastive",
-                     "empty"}
+                     "empty", "conv_lstm"}
 # Sections the reference Darknet knows but pydarknet does not build.
 DARKNET_ONLY = {"iseg", "deconv", "deconvolutional", "activation", "logistic", "l2norm",
-                "lrn", "normalization", "history", "implicit", "rnn", "gru", "lstm", "crnn", "conv_lstm"}
+                "lrn", "normalization", "history", "implicit"}
 
 
 def canonical_kind(name: str) -> str | None:

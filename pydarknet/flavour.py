@@ -35,6 +35,9 @@ ALEXEYAB_OPTIONS = {
              "track_history_size", "sim_thresh", "dets_for_track", "dets_for_show", "track_ciou_norm",
              "show_details", "beta1"},
     "dropout": {"dropblock", "dropblock_size_rel", "dropblock_size_abs"},
+    # pjreddie's [crnn] reads output_filters=/hidden_filters= and fixes 3x3 kernels, stride 1, pad 1
+    "crnn": {"output", "hidden", "size", "stride", "dilation", "pad", "padding", "groups", "xnor"},
+    "rnn": {"logistic"},
 }
 # AlexeyAB options that only matter to training or to its GPU code: read without a warning.
 TRAINING_ONLY = {

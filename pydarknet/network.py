@@ -78,8 +78,14 @@ class NetOptions:
         o.width = s.get_int("width", 0, min=0)
         o.channels = s.get_int("channels", 0, min=0)
         inputs = s.get_int("inputs", o.height * o.width * o.channels)
-        if not inputs or not (o.height and o.width and o.channels):
+        if inputs > 0 and not (o.height or o.width or o.channels):
+            # inputs= alone (the text cfgs of [rnn], [gru], [lstm]): a vector, Darknet's h = w = c = 0
+            o.height, o.width, o.channels = 1, 1, inputs
+        elif not inputs or not (o.height and o.width and o.channels):
             raise s.error("needs width=, height= and channels= (Darknet: 'No input parameters supplied')")
+        elif inputs != o.height * o.width * o.channels:
+            raise s.error(f"inputs={inputs} differs from width*height*channels = "
+                          f"{o.height * o.width * o.channels}; pydarknet does not build that", "inputs")
         o.max_crop = s.get_int("max_crop", o.width * 2, min=0)
         o.min_crop = s.get_int("min_crop", o.width, min=0)
         o.max_ratio = s.get_float("max_ratio", o.max_crop / o.width, min=0)
@@ -181,6 +187,8 @@ class Darknet(nn.Module):
                 raise section.error("a second [net] section is not allowed")
             layer = REGISTRY[section.kind](section, index)
             layer.flavour = self.flavour
+            if hasattr(layer, "configure"):  # options that depend on the flavour and on [net] (recurrent)
+                layer.configure(section, self.options)
             if hasattr(layer, "bind"):  # layers that use another layer's parameters (share_index=)
                 layer.bind(self.layers)
             in_shapes = [self._source_shape(j) for j in layer.sources]
@@ -310,6 +318,13 @@ class Darknet(nn.Module):
             self._check_input(x)
             return self.backend(x)
         return self._run(x, keep=False)[-1]
+
+    def reset_state(self) -> None:
+        """Forget the hidden state of the recurrent layers ([rnn], [gru], [lstm], [crnn]), which
+        otherwise carries over from one forward to the next as in Darknet."""
+        for layer in self.layers:
+            if hasattr(layer, "reset_state"):
+                layer.reset_state()
 
     def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's output, in order (Darknet's ``l.output`` after each forward)."""

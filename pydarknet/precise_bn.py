@@ -19,6 +19,12 @@ __all__ = ["precise_batchnorm"]
 
 
 def _bn_layers(net) -> list:
+    recurrent = [layer for layer in net.layers if hasattr(layer, "reset_state") and layer.batch_normalize]
+    if recurrent:
+        # their sub-layers update the rolling statistics once per time step, not once per batch
+        layer = recurrent[0]
+        raise ValueError(f"{net.cfg_path}: layer {layer.index} [{layer.header}] (line {layer.line}) is a recurrent "
+                         f"layer with batch norm: precise batch-norm statistics do not handle it")
     return [layer for layer in net.layers if getattr(layer, "batch_normalize", False)]
 
 

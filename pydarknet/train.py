@@ -141,7 +141,10 @@ class Trainer:
             for note in policy_quirks(self.options):
                 warnings.warn(f"{net.cfg_path}: {note} (reproduced for parity)", stacklevel=2)
         self.slots: list[_Slot] = []
-        for layer in net.layers:
+        # recurrent layers: their sub-layers' parameters (gradients from autograd, not Darknet's backward)
+        units = [unit for layer in net.layers for unit in (layer.sub_layers() if hasattr(layer, "sub_layers")
+                                                            else [layer])]
+        for layer in units:
             params = [(getattr(layer, name), name == "weight") for name in ("bias", "scales", "weight")
                       if isinstance(getattr(layer, name, None), torch.nn.Parameter)]
             for p, is_kernel in params:

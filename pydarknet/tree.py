@@ -43,11 +43,17 @@ class WordTree:
 def read_tree(path) -> WordTree:
     path = Path(path)
     try:
-        # Darknet reads each line as a C string: anything after a NUL byte is not seen
-        lines = [ln.split("\0")[0].split() for ln in path.read_text().splitlines() if ln.split("\0")[0].strip()]
+        text = path.read_text()
     except OSError as e:
         hint = MISSING_DATA_HINT if isinstance(e, FileNotFoundError) else ""
         raise FileNotFoundError(f"{path}: cannot read tree file ({e.strerror}){hint}") from None
+    if "\0" in text:
+        # Darknet's fgetl glues the lines around a NUL run together (AlexeyAB's damaged cfg/9k.tree
+        # reads as 8709 of 9418 nodes, 511 of them with a parent past the end, which read_tree then
+        # writes past its arrays): nothing to reproduce
+        raise ValueError(f"{path}: holds NUL bytes (the first on line {text.count(chr(10), 0, text.index(chr(0))) + 1}): a damaged tree "
+                         f"file (AlexeyAB's cfg/9k.tree is one; data/9k.tree of either Darknet is intact)")
+    lines = [ln.split() for ln in text.splitlines() if ln.strip()]
     names, parent = [], []
     for lineno, parts in enumerate(lines, 1):
         try:
@@ -102,7 +108,8 @@ def resolve_data_path(name: str, cfg_path: str | None) -> Path:
     if p.is_file() or p.is_absolute():
         return p
     if cfg_path:
-        # AlexeyAB's cfg/yolo9000.cfg names data/9k.tree while its repository keeps cfg/9k.tree
+        # a tree beside the cfg (AlexeyAB's repository keeps data/9k.tree, which its yolo9000.cfg names,
+        # and a damaged cfg/9k.tree that read_tree refuses)
         same_name = Path(cfg_path).parent / p.name
         if same_name.is_file():
             return same_name

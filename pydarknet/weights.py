@@ -82,9 +82,16 @@ def _layer_blobs(net, cutoff, loading: bool):
             yield layer, params
 
 
+def _connected_weights(layer) -> list:
+    """Connected-layer matrices (a [connected] layer's, a recurrent layer's sub-layers')."""
+    if layer.kind == "connected":
+        return [layer.weight]
+    return layer.connected_weights() if hasattr(layer, "connected_weights") else []
+
+
 def _file_view(layer, tensor, header: Header):
     """Shape of a tensor as stored in the file (connected weights may be transposed)."""
-    if header.transposed and layer.kind == "connected" and tensor is layer.weight:
+    if header.transposed and any(tensor is w for w in _connected_weights(layer)):
         return lambda flat: flat.reshape(tensor.shape[1], tensor.shape[0]).T, lambda t: t.T
     return lambda flat: flat.reshape(tensor.shape), lambda t: t
 
@@ -204,7 +211,7 @@ def _check_values(net, path, blobs, data: np.ndarray, allow_nonfinite: bool) -> 
             if not finite.all():
                 bad.append(f"layer {layer.index} [{layer.header}] (line {layer.line}) {name}: "
                            f"{int(np.isnan(chunk).sum())} NaN, {int(np.isinf(chunk).sum())} infinite")
-            elif name == "rolling_variance" and (chunk < 0).any():
+            elif name.rsplit(".", 1)[-1] == "rolling_variance" and (chunk < 0).any():
                 raise WeightsError(
                     f"{path}: layer {layer.index} [{layer.header}] reads a negative batch-norm variance: "
                     f"this file is not for {net.cfg_path}")
@@ -218,8 +225,9 @@ def _check_values(net, path, blobs, data: np.ndarray, allow_nonfinite: bool) -> 
 
 
 def _param_name(layer, tensor) -> str:
-    return next((name for name, p in layer.named_parameters(recurse=False) if p is tensor), None) or \
-        next((name for name, b in layer.named_buffers(recurse=False) if b is tensor), "values")
+    # recurrent layers hold theirs in sub-layers: "input_layer.rolling_variance"
+    return next((name for name, p in layer.named_parameters() if p is tensor), None) or \
+        next((name for name, b in layer.named_buffers() if b is tensor), "values")
 
 
 def load_weights(net, path, cutoff: int | None = None, *, partial: bool = False, allow_trailing: bool = False,
