@@ -88,7 +88,8 @@ def _torch_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: i
 
 def conv_layer(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, groups: int,
                bias: torch.Tensor, bn: tuple | None, activation: str) -> torch.Tensor:
-    """forward_convolutional_layer: the conv, batch norm (``bn`` = (mean, variance, scales)) or
+    """forward_convolutional_layer: the conv, batch norm (``bn`` = (mean, divisor, scales), the
+    divisor from :func:`bn_divisor`) or
     the bias, then the activation; one fused pass when numba is there and the activation is
     linear or leaky, the separate steps otherwise (the same bits)."""
     if _use_kernels(x, weight) and activation in kernels.ACTIVATIONS:
@@ -107,12 +108,24 @@ def add_bias(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return x + bias.view(1, -1, 1, 1)
 
 
-def batch_norm(x, mean, variance, scales, biases) -> torch.Tensor:
-    """normalize_cpu, scale_bias, add_bias: the division runs in double, the rest in float."""
+_AB_EPS = torch.tensor(1e-5, dtype=torch.float32)   # AlexeyAB's .00001f
+
+
+def bn_divisor(variance: torch.Tensor, flavour: str = "pjreddie") -> torch.Tensor:
+    """normalize_cpu's divisor, in double as C computes it: pjreddie ``sqrt(var) + .000001f``;
+    AlexeyAB ``sqrt(var + .00001f)`` (the sum in float, inside the root), which differs a lot
+    for channels of small variance."""
+    if flavour == "alexeyab":
+        return (variance.float() + _AB_EPS.to(variance.device)).double().sqrt()
+    return variance.double().sqrt() + _EPS
+
+
+def batch_norm(x, mean, divisor, scales, biases) -> torch.Tensor:
+    """normalize_cpu, scale_bias, add_bias: the division (by :func:`bn_divisor`, double) runs in
+    double, the rest in float."""
     view = (1, -1, 1, 1)
     centred = x - mean.view(view)
-    denom = variance.double().sqrt() + _EPS
-    x = (centred.double() / denom.view(view)).float()
+    x = (centred.double() / divisor.view(view)).float()
     return x * scales.view(view) + biases.view(view)
 
 

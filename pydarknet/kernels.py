@@ -224,20 +224,19 @@ if AVAILABLE:
                 out[(col >> 4) * panel + base + (col & 15)] = zero
 
     @njit(parallel=True, fastmath=False, cache=True)
-    def _epilogue(c, ldc, out, bias, mean, variance, scales, mode, act):
+    def _epilogue(c, ldc, out, bias, mean, divisor, scales, mode, act):
         """out (M, N, flat) from C (row stride ldc).  mode 0: C as is; 1: + bias (add_bias);
         2: Darknet's normalize_cpu (the division in double), scale_bias, add_bias.  Then the
         activation: 0 linear, 1 leaky (``x > 0 ? x : .1*x`` with the double literal .1)."""
         m = bias.shape[0]
         n = out.shape[0] // m
-        eps = np.float64(np.float32(1e-6))
         zero = np.float32(0)
         for i in prange(m):
             src = c[i * ldc:i * ldc + n]
             dst = out[i * n:(i + 1) * n]
             if mode == 2:
                 mu = mean[i]
-                den = np.sqrt(np.float64(variance[i])) + eps
+                den = divisor[i]
                 sc = scales[i]
                 b = bias[i]
                 for j in range(n):
@@ -338,7 +337,7 @@ def gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     _gemm_packed(_pack_a(a), m, k, bp.reshape(-1), ldb, c, ldb, NR)
     out = np.empty(m * n, np.float32)
     zero = np.zeros(m, np.float32)
-    _epilogue(c, ldb, out, zero, zero, zero, zero, 0, 0)
+    _epilogue(c, ldb, out, zero, zero, zero.astype(np.float64), zero, 0, 0)
     return torch.from_numpy(out).view(m, n)
 
 
@@ -388,7 +387,8 @@ def conv_layer(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int,
     m = groups * packed.m
     zero = np.zeros(m, np.float32)
     as_np = lambda t: zero if t is None else np.ascontiguousarray(t.detach().float().numpy())  # noqa: E731
-    mean, variance, scales = (as_np(t) for t in (bn or (None, None, None)))
+    mean, scales = (as_np(t) for t in ((bn[0], bn[2]) if bn else (None, None)))
+    divisor = np.ascontiguousarray(bn[1].detach().double().numpy()) if bn else zero.astype(np.float64)
     b_ = as_np(bias)
     mode = 2 if bn else 1 if bias is not None else 0
     out = np.empty((n, groups, packed.m * hw), np.float32)
@@ -401,7 +401,7 @@ def conv_layer(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int,
             im2col(xs[i, g * cg:(g + 1) * cg], size, stride, padding, out_h, out_w, ldb, cols)
             _gemm_packed(packed.parts[g], packed.m, packed.k, cols, ldb, cbuf, *strides)
             r = slice(g * packed.m, (g + 1) * packed.m)
-            _epilogue(cbuf, ldb, out[i, g], b_[r], mean[r], variance[r], scales[r], mode, ACTIVATIONS[activation])
+            _epilogue(cbuf, ldb, out[i, g], b_[r], mean[r], divisor[r], scales[r], mode, ACTIVATIONS[activation])
     return torch.from_numpy(out).view(n, m, out_h, out_w)
 
 

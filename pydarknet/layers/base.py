@@ -50,6 +50,8 @@ class Layer(nn.Module):
     kind: ClassVar[str] = "?"
     #: The network's arithmetic (pydarknet.arith: DARKNET or FAST), set by the network.
     strategy: Arithmetic = FAST
+    #: The cfg's Darknet, "pjreddie" or "alexeyab" (pydarknet.flavour), set by the network.
+    flavour: str = "pjreddie"
 
     @property
     def arith(self) -> Arithmetic:

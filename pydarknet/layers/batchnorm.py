@@ -1,8 +1,9 @@
 """Darknet's batch normalisation (forward_batchnorm_layer / backward_batchnorm_layer).
 
 Darknet's epsilons are not PyTorch's: the forward divides by ``sqrt(var) + 1e-6`` (outside
-the root), while its backward uses ``sqrt(var + 1e-5)``; in training the variance is the
-unbiased one (1/(N-1)) and the rolling statistics move by .99/.01.
+the root; AlexeyAB's ``sqrt(var + 1e-5)``, which the cfg's flavour selects), while its backward
+uses ``sqrt(var + 1e-5)``; in training the variance is the unbiased one (1/(N-1)) and the
+rolling statistics move by .99/.01.
 """
 from __future__ import annotations
 
@@ -19,15 +20,16 @@ def _view(t):
     return t.view(1, -1, 1, 1)
 
 
-def bn_denominator(variance: torch.Tensor) -> torch.Tensor:
-    """sqrt(var) + 1e-6 computed in double as Darknet does, rounded to float."""
-    eps = float(torch.tensor(BN_EPS, dtype=_F))
-    return (variance.double().sqrt() + eps).to(variance.dtype)
+def bn_denominator(variance: torch.Tensor, flavour: str = "pjreddie") -> torch.Tensor:
+    """The inference divisor of the cfg's Darknet (:func:`pydarknet.exact.bn_divisor`: pjreddie's
+    sqrt(var) + 1e-6, AlexeyAB's sqrt(var + 1e-5)), computed in double, rounded to float."""
+    from ..exact import bn_divisor
+    return bn_divisor(variance, flavour).to(variance.dtype)
 
 
-def batch_norm(x: torch.Tensor, mean, variance, scales, biases) -> torch.Tensor:
+def batch_norm(x: torch.Tensor, mean, variance, scales, biases, flavour: str = "pjreddie") -> torch.Tensor:
     """Inference: normalise with the given statistics, then scale, then add the bias."""
-    x = (x - _view(mean)) / _view(bn_denominator(variance))
+    x = (x - _view(mean)) / _view(bn_denominator(variance, flavour))
     return x * _view(scales) + _view(biases)
 
 
@@ -55,15 +57,16 @@ class _TrainBatchNorm(torch.autograd.Function):
     """Batch-statistics normalisation whose backward is Darknet's (its own epsilon and 1/N)."""
 
     @staticmethod
-    def forward(ctx, x, scales, biases, mean, var, darknet_order):
+    def forward(ctx, x, scales, biases, mean, var, darknet_order, flavour):
+        from ..exact import bn_divisor
         ctx.darknet_order = darknet_order
         if darknet_order:  # normalize_cpu divides in double and rounds to float
-            denom = var.double().sqrt() + float(torch.tensor(BN_EPS, dtype=_F))
-            x_norm = ((x - _view(mean)).double() / _view(denom)).float()
+            x_norm = ((x - _view(mean)).double() / _view(bn_divisor(var, flavour))).float()
             ctx.save_for_backward(x, x_norm, scales, mean, var)
             return x_norm * _view(scales) + _view(biases)
         # fast: one pass, x * (scale / denom) + (bias - mean * scale / denom)
-        a = scales / bn_denominator(var)
+        a = scales / bn_denominator(var, flavour)
+        ctx.flavour = flavour
         ctx.save_for_backward(x, None, scales, mean, var)
         return torch.addcmul(_view(biases - mean * a), x, _view(a))
 
@@ -81,13 +84,13 @@ class _TrainBatchNorm(torch.autograd.Function):
             grad_scale = (grad * x_norm).sum(dim=(0, 2, 3))  # backward_scale_cpu: the forward's x_norm
             dx = torch.ops.aten.native_batch_norm_backward(
                 grad, x.contiguous(), scales, None, None, mean, invstd, True, BN_GRAD_EPS, [True, False, False])[0]
-            return dx, grad_scale, grad_bias, None, None, None
+            return dx, grad_scale, grad_bias, None, None, None, None
         # fast: the same kernel also sums grad and grad * (x - mean) * invstd; the scale's gradient
         # wants the forward's x_norm = (x - mean) / (sqrt(var) + 1e-6), a per-channel rescale
         dx, grad_w, grad_bias = torch.ops.aten.native_batch_norm_backward(
             grad, x.contiguous(), scales, None, None, mean, invstd, True, BN_GRAD_EPS, [True, True, True])
-        grad_scale = grad_w / (invstd * bn_denominator(var))
-        return dx, grad_scale, grad_bias, None, None, None
+        grad_scale = grad_w / (invstd * bn_denominator(var, ctx.flavour))
+        return dx, grad_scale, grad_bias, None, None, None, None
 
 
 def normalize_and_activate(layer, y: torch.Tensor) -> torch.Tensor:
@@ -97,27 +100,28 @@ def normalize_and_activate(layer, y: torch.Tensor) -> torch.Tensor:
     arith = layer.arith
     if arith.darknet_order:
         if layer.batch_normalize:
-            y = exact.batch_norm(y, layer.rolling_mean, layer.rolling_variance, layer.scales, layer.bias)
+            y = exact.batch_norm(y, layer.rolling_mean, exact.bn_divisor(layer.rolling_variance, layer.flavour),
+                                 layer.scales, layer.bias)
         else:
             y = exact.add_bias(y, layer.bias)
         return exact.activate(y, layer.activation)
     if layer.batch_normalize and layer.training:
         # exact: batch statistics summed in Darknet's float order (slower, the same loss as Darknet)
         y = train_batch_norm(y, layer.scales, layer.bias, layer.rolling_mean, layer.rolling_variance,
-                             darknet_order=arith.ordered_sums)
+                             darknet_order=arith.ordered_sums, flavour=layer.flavour)
     elif layer.batch_normalize:
-        y = batch_norm(y, layer.rolling_mean, layer.rolling_variance, layer.scales, layer.bias)
+        y = batch_norm(y, layer.rolling_mean, layer.rolling_variance, layer.scales, layer.bias, layer.flavour)
     else:
         y = y + _view(layer.bias)
     return layer._act(y)
 
 
 def train_batch_norm(x, scales, biases, rolling_mean, rolling_variance, momentum_update: bool = True,
-                     darknet_order: bool = True):
+                     darknet_order: bool = True, flavour: str = "pjreddie"):
     """Training forward: normalise with the batch statistics and update the rolling ones in place."""
     mean, var = batch_statistics(x.detach(), darknet_order)
     if momentum_update:
         with torch.no_grad():
             rolling_mean.mul_(torch.tensor(.99, dtype=_F)).add_(torch.tensor(.01, dtype=_F) * mean)
             rolling_variance.mul_(torch.tensor(.99, dtype=_F)).add_(torch.tensor(.01, dtype=_F) * var)
-    return _TrainBatchNorm.apply(x, scales, biases, mean, var, darknet_order)
+    return _TrainBatchNorm.apply(x, scales, biases, mean, var, darknet_order, flavour)

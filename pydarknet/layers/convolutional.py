@@ -9,6 +9,7 @@ from torch import nn
 
 from .activations import ACTIVATIONS, activation
 from .base import Layer, Shape, register
+from ..exact import bn_divisor
 from .batchnorm import bn_denominator, normalize_and_activate
 
 
@@ -164,7 +165,7 @@ class Convolutional(Layer):
         key = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params)
         if getattr(self, "_fold_key", None) != key:
             with torch.no_grad():
-                a = self.scales / bn_denominator(self.rolling_variance)
+                a = self.scales / bn_denominator(self.rolling_variance, self.flavour)
                 self._fold = (self.weight * a.view(-1, 1, 1, 1), self.bias - self.rolling_mean * a)
             self._fold_key = key
         return self._fold
@@ -198,7 +199,8 @@ class Convolutional(Layer):
         elif arith.darknet_order and plain and self.dilation == 1 and self.stride_x == self.stride_y \
                 and not self.antialiasing:
             # conv, batch norm, bias and activation in one pass, Darknet's order
-            bn = (self.rolling_mean, self.rolling_variance, self.scales) if self.batch_normalize else None
+            bn = (self.rolling_mean, bn_divisor(self.rolling_variance, self.flavour), self.scales) \
+                if self.batch_normalize else None
             y = arith.conv_layer(x, self._kernels(), self.stride, self.padding, self.groups, self.bias, bn,
                                  self.activation)
         else:

@@ -31,7 +31,7 @@ class BatchnormLayer(Layer):
         if self.training:
             raise NotImplementedError(f"layer {self.index} [batchnorm]: training a standalone batch norm "
                                       f"is not supported by pydarknet")
-        return batch_norm(x, self.rolling_mean, self.rolling_variance, self.scales, self.bias)
+        return batch_norm(x, self.rolling_mean, self.rolling_variance, self.scales, self.bias, self.flavour)
 
 
 @register("crop")
