@@ -22,12 +22,22 @@ import threading
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 __all__ = ["JpegError", "decode_jpeg", "is_jpeg"]
 
 _M32 = 0xFFFFFFFF
 _NONE = 0xFF  # stb's STBI__MARKER_none
 _FAST_BITS = 9
+_FAST_MASK = (1 << _FAST_BITS) - 1
+
+# columns of the packed Huffman tables (one int32 row per table; stb's fast, size, values,
+# maxcode and delta, and for the AC table th, its fast_ac in row th): one array, so the
+# inlined helpers of the hot loops take one table array, not six
+_TF, _TS, _TV, _TM, _TD, _TA = 0, 512, 769, 1025, 1043, 1061
+_TCOLS = 1573
 
 # component table columns
 _H, _V, _TQ, _HD, _HA, _DC, _X, _Y, _W2, _H2, _OFF, _CW, _COFF = range(13)
@@ -71,6 +81,10 @@ def is_jpeg(head: bytes) -> bool:
 
 
 # ---------------------------------------------------------------- bit reader
+# The data and the packed Huffman tables are read through their addresses (``_ld_u8``,
+# ``_ld_i32``), not as arrays: each inlined helper taking an array adds a reference count
+# (an atomic increment and decrement) per call, a sixth of the decoding time.  The arrays
+# stay alive in the caller (``_scan``'s arguments) for the whole scan.
 # The reader's state travels as locals (pos, cb, bits, nomore, marker) through
 # helpers that numba inlines, so it stays in registers.  The refill's common case
 # (plain bytes) is inlined; a 0xFF byte, the end of the data or a marker seen goes
@@ -78,22 +92,63 @@ def is_jpeg(head: bytes) -> bool:
 # counts references of arrays passed to calls with atomic operations, which took a
 # fifth of the decoding time.
 
+@intrinsic
+def _ld_u8(typingctx, addr, i):
+    """The uint8 at byte address addr + i, as an int64."""
+    def codegen(context, builder, sig, args):
+        ptr = builder.inttoptr(args[0], ir.PointerType(ir.IntType(8)))
+        return builder.zext(builder.load(builder.gep(ptr, [args[1]])), ir.IntType(64))
+    return types.int64(addr, i), codegen
+
+
+@intrinsic
+def _ld_i32(typingctx, addr, i):
+    """Item i of the int32 array at address addr, as an int64."""
+    def codegen(context, builder, sig, args):
+        ptr = builder.inttoptr(args[0], ir.PointerType(ir.IntType(32)))
+        return builder.sext(builder.load(builder.gep(ptr, [args[1]])), ir.IntType(64))
+    return types.int64(addr, i), codegen
+
+
+@intrinsic
+def _st_u32(typingctx, addr, v):
+    """Store the low 4 bytes of the int v at byte address addr (unaligned)."""
+    def codegen(context, builder, sig, args):
+        x = args[1]
+        if x.type.width > 32:
+            x = builder.trunc(x, ir.IntType(32))
+        elif x.type.width < 32:
+            x = builder.zext(x, ir.IntType(32))
+        builder.store(x, builder.inttoptr(args[0], ir.PointerType(ir.IntType(32)))).align = 1
+        return context.get_dummy_value()
+    return types.none(addr, v), codegen
+
+
+@intrinsic
+def _st_u8(typingctx, addr, v):
+    """Store the low byte of the int v at byte address addr."""
+    def codegen(context, builder, sig, args):
+        x = builder.trunc(args[1], ir.IntType(8)) if args[1].type.width > 8 else args[1]
+        builder.store(x, builder.inttoptr(args[0], ir.PointerType(ir.IntType(8))))
+        return context.get_dummy_value()
+    return types.none(addr, v), codegen
+
+
 @numba.njit(cache=True, nogil=True)
-def _fill(buf, pos, cb, bits, nomore, marker):
+def _fill(bp, nb, pos, cb, bits, nomore, marker):
     """``stbi__grow_buffer_unsafe``: refill to more than 24 bits, stopping at a marker."""
-    n = buf.size
     while True:
         b = np.int64(0)
         if not nomore:
-            if pos < n:
-                b = np.int64(buf[pos])
+            if pos < nb:
+                b = _ld_u8(bp, pos)
                 pos += 1
             if b == 0xFF:
                 c = np.int64(0xFF)
                 while c == 0xFF:  # fill bytes
                     c = np.int64(0)
-                    if pos < n:
-                        c = np.int64(buf[pos])
+                    if pos < nb:
+                        c = _ld_u8(bp, pos)
                         pos += 1
                 if c != 0:
                     return pos, cb, bits, np.int64(1), c
@@ -104,45 +159,49 @@ def _fill(buf, pos, cb, bits, nomore, marker):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _need(buf, pos, cb, bits, nomore, marker):
+def _need(bp, nb, pos, cb, bits, nomore, marker):
     """``_fill``, its plain bytes without a call."""
     while bits <= 24:
-        if nomore or pos >= buf.size or buf[pos] == 0xFF:
-            return _fill(buf, pos, cb, bits, nomore, marker)
-        cb = cb | (np.int64(buf[pos]) << (24 - bits))
+        if nomore or pos >= nb:
+            return _fill(bp, nb, pos, cb, bits, nomore, marker)
+        byte = _ld_u8(bp, pos)
+        if byte == 0xFF:
+            return _fill(bp, nb, pos, cb, bits, nomore, marker)
+        cb = cb | (byte << (24 - bits))
         pos += 1
         bits += 8
     return pos, cb, bits, nomore, marker
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _huff(buf, pos, cb, bits, nomore, marker, t, fast, size, values, maxcode, delta):
-    """``stbi__jpeg_huff_decode`` with table t: (symbol or -1, reader state)."""
+def _huff(bp, nb, pos, cb, bits, nomore, marker, t, hp):
+    """``stbi__jpeg_huff_decode`` with table t of the packed tables at address hp:
+    (symbol or -1, reader state)."""
     if bits < 16:
-        pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
-    k = np.int64(fast[t, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
+        pos, cb, bits, nomore, marker = _need(bp, nb, pos, cb, bits, nomore, marker)
+    k = _ld_i32(hp, t * _TCOLS + _TF + ((cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)))
     if k < 255:
-        s = np.int64(size[t, k])
+        s = _ld_i32(hp, t * _TCOLS + _TS + k)
         if s > bits:
             return np.int64(-1), pos, cb, bits, nomore, marker
-        return np.int64(values[t, k]), pos, (cb << s) & _M32, bits - s, nomore, marker
+        return _ld_i32(hp, t * _TCOLS + _TV + k), pos, (cb << s) & _M32, bits - s, nomore, marker
     temp = cb >> 16
     k = _FAST_BITS + 1
-    while temp >= maxcode[t, k]:
+    while temp >= _ld_i32(hp, t * _TCOLS + _TM + k):
         k += 1
     if k == 17:
         return np.int64(-1), pos, cb, bits - 16, nomore, marker
     if k > bits:
         return np.int64(-1), pos, cb, bits, nomore, marker
-    c = ((cb >> (32 - k)) & ((1 << k) - 1)) + delta[t, k]
-    return np.int64(values[t, c]), pos, (cb << k) & _M32, bits - k, nomore, marker
+    c = ((cb >> (32 - k)) & ((1 << k) - 1)) + _ld_i32(hp, t * _TCOLS + _TD + k)
+    return _ld_i32(hp, t * _TCOLS + _TV + c), pos, (cb << k) & _M32, bits - k, nomore, marker
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _receive(buf, pos, cb, bits, nomore, marker, n, signed):
+def _receive(bp, nb, pos, cb, bits, nomore, marker, n, signed):
     """``stbi__extend_receive`` (signed) or ``stbi__jpeg_get_bits``: n >= 1 bits."""
     if bits < n:
-        pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
+        pos, cb, bits, nomore, marker = _need(bp, nb, pos, cb, bits, nomore, marker)
     mask = (np.int64(1) << n) - 1
     k = ((cb << n) | (cb >> (32 - n))) & _M32
     v = k & mask
@@ -152,10 +211,10 @@ def _receive(buf, pos, cb, bits, nomore, marker, n, signed):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _bit(buf, pos, cb, bits, nomore, marker):
+def _bit(bp, nb, pos, cb, bits, nomore, marker):
     """``stbi__jpeg_get_bit``: True for a 1 bit."""
     if bits < 1:
-        pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
+        pos, cb, bits, nomore, marker = _need(bp, nb, pos, cb, bits, nomore, marker)
     return (cb & 0x80000000) != 0, pos, (cb << 1) & _M32, bits - 1, nomore, marker
 
 
@@ -211,7 +270,7 @@ def _put_block(comp, n, x2, y2, bcomp, boff, bpl, b):
 
 @numba.njit(cache=True, nogil=True)
 def _scan(buf, pos, restart, progressive, spec, bcomp, boff, bpl, per_mcu, comp, coeff,
-          planes, fast, size, values, maxcode, delta, fast_ac, dequant):
+          planes, huf, dequant):
     """``stbi__parse_entropy_coded_data``: one scan into ``coeff`` or ``planes``.
 
     Returns (1 or a negative error code, position, pending marker).  Baseline
@@ -222,6 +281,7 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, bpl, per_mcu, comp,
     passed in and out of every step, as it is in stb's own C.
     """
     spec_start, spec_end, succ_high, succ_low = spec[0], spec[1], spec[2], spec[3]
+    bp, nb, hp = buf.ctypes.data, buf.size, huf.ctypes.data
     cb = np.int64(0)
     bits = np.int64(0)
     nomore = np.int64(0)
@@ -237,16 +297,16 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, bpl, per_mcu, comp,
             # stbi__jpeg_decode_block
             q = comp[n, _TQ]
             if bits < 16:
-                pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
-            t, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
-                                                     comp[n, _HD], fast, size, values,
-                                                     maxcode, delta)
+                pos, cb, bits, nomore, marker = _need(bp, nb, pos, cb, bits, nomore, marker)
+            t, pos, cb, bits, nomore, marker = _huff(bp, nb, pos, cb, bits, nomore, marker,
+                                                     comp[n, _HD], hp)
             if t < 0 or t > 15:  # t > 15: stb reads past its tables (corrupt file)
                 return -1, pos, marker
-            w[:64] = 0
+            for z in range(64):  # no slice: a view is reference-counted
+                w[z] = 0
             diff = np.int64(0)
             if t:
-                diff, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                diff, pos, cb, bits, nomore, marker = _receive(bp, nb, pos, cb, bits, nomore,
                                                                marker, t, True)
             dcpred[n] += diff
             w[0] = np.int16(dcpred[n] * dequant[q, 0])  # a C short: wraps
@@ -255,8 +315,8 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, bpl, per_mcu, comp,
             k = 1
             while k < 64:
                 if bits < 16:
-                    pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
-                r = np.int64(fast_ac[ha, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
+                    pos, cb, bits, nomore, marker = _need(bp, nb, pos, cb, bits, nomore, marker)
+                r = _ld_i32(hp, ha * _TCOLS + _TA + ((cb >> (32 - _FAST_BITS)) & _FAST_MASK))
                 if r:
                     k += (r >> 4) & 15
                     s = r & 15
@@ -267,9 +327,8 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, bpl, per_mcu, comp,
                     w[zig] = np.int16((r >> 8) * dequant[q, zig])
                     nz = True
                 else:
-                    rs, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
-                                                              ha + 4, fast, size, values,
-                                                              maxcode, delta)
+                    rs, pos, cb, bits, nomore, marker = _huff(bp, nb, pos, cb, bits, nomore, marker,
+                                                              ha + 4, hp)
                     if rs < 0:
                         return -1, pos, marker
                     s = rs & 15
@@ -281,7 +340,7 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, bpl, per_mcu, comp,
                         k += rs >> 4
                         zig = _DEZIGZAG[k]
                         k += 1
-                        v, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                        v, pos, cb, bits, nomore, marker = _receive(bp, nb, pos, cb, bits, nomore,
                                                                     marker, s, True)
                         w[zig] = np.int16(v * dequant[q, zig])
                         nz = True
@@ -294,36 +353,35 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, bpl, per_mcu, comp,
             if spec_end != 0:
                 return -2, pos, marker
             if bits < 16:
-                pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
+                pos, cb, bits, nomore, marker = _need(bp, nb, pos, cb, bits, nomore, marker)
             if succ_high == 0:
                 for z in range(64):
                     coeff[o + z] = 0
-                t, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
-                                                         comp[n, _HD], fast, size, values,
-                                                         maxcode, delta)
+                t, pos, cb, bits, nomore, marker = _huff(bp, nb, pos, cb, bits, nomore, marker,
+                                                         comp[n, _HD], hp)
                 if t < 0 or t > 15:  # undefined in stb (corrupt file): an error here
                     return -1, pos, marker
                 diff = np.int64(0)
                 if t:
-                    diff, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                    diff, pos, cb, bits, nomore, marker = _receive(bp, nb, pos, cb, bits, nomore,
                                                                    marker, t, True)
                 dcpred[n] += diff
                 coeff[o] = dcpred[n] << succ_low
             else:
-                one, pos, cb, bits, nomore, marker = _bit(buf, pos, cb, bits, nomore, marker)
+                one, pos, cb, bits, nomore, marker = _bit(bp, nb, pos, cb, bits, nomore, marker)
                 if one:
                     coeff[o] = np.int64(coeff[o]) + (1 << succ_low)
         else:
             rc, eob, pos, cb, bits, nomore, marker = _prog_ac(
-                buf, pos, cb, bits, nomore, marker, eob, coeff, o, comp[n, _HA], spec_start,
-                spec_end, succ_high, succ_low, fast, size, values, maxcode, delta, fast_ac)
+                bp, nb, pos, cb, bits, nomore, marker, eob, coeff, o, comp[n, _HA], spec_start,
+                spec_end, succ_high, succ_low, hp)
             if rc < 0:
                 return rc, pos, marker
         if (b + 1) % per_mcu == 0:
             todo -= 1
             if todo <= 0:
                 if bits < 24:
-                    pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
+                    pos, cb, bits, nomore, marker = _need(bp, nb, pos, cb, bits, nomore, marker)
                 if not (0xD0 <= marker <= 0xD7):
                     return 1, pos, marker  # stb stops here: corrupt data rather than none
                 # stbi__jpeg_reset
@@ -331,15 +389,16 @@ def _scan(buf, pos, restart, progressive, spec, bcomp, boff, bpl, per_mcu, comp,
                 bits = 0
                 nomore = 0
                 marker = _NONE
-                dcpred[:] = 0
+                for z in range(4):
+                    dcpred[z] = 0
                 todo = restart if restart else np.int64(0x7FFFFFFF)
                 eob = 0
     return 1, pos, marker
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _prog_ac(buf, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, spec_end,
-             succ_high, succ_low, fast, size, values, maxcode, delta, fast_ac):
+def _prog_ac(bp, nb, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, spec_end,
+             succ_high, succ_low, hp):
     """``stbi__jpeg_decode_block_prog_ac``: first AC scans and refinement scans.  Kept as one
     numba function, like stb's C, so the bit-reader state stays in registers."""
     if succ_high == 0:
@@ -348,8 +407,8 @@ def _prog_ac(buf, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, 
         k = spec_start
         while k <= spec_end:
             if bits < 16:
-                pos, cb, bits, nomore, marker = _need(buf, pos, cb, bits, nomore, marker)
-            r = np.int64(fast_ac[ha, (cb >> (32 - _FAST_BITS)) & ((1 << _FAST_BITS) - 1)])
+                pos, cb, bits, nomore, marker = _need(bp, nb, pos, cb, bits, nomore, marker)
+            r = _ld_i32(hp, ha * _TCOLS + _TA + ((cb >> (32 - _FAST_BITS)) & _FAST_MASK))
             if r:
                 k += (r >> 4) & 15
                 s = r & 15
@@ -359,9 +418,8 @@ def _prog_ac(buf, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, 
                 k += 1
                 coeff[o + zig] = (r >> 8) << succ_low
             else:
-                rs, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker,
-                                                          ha + 4, fast, size, values, maxcode,
-                                                          delta)
+                rs, pos, cb, bits, nomore, marker = _huff(bp, nb, pos, cb, bits, nomore, marker,
+                                                          ha + 4, hp)
                 if rs < 0:
                     return -1, eob, pos, cb, bits, nomore, marker
                 s = rs & 15
@@ -371,7 +429,7 @@ def _prog_ac(buf, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, 
                         eob = np.int64(1) << r
                         if r:
                             v, pos, cb, bits, nomore, marker = _receive(
-                                buf, pos, cb, bits, nomore, marker, r, False)
+                                bp, nb, pos, cb, bits, nomore, marker, r, False)
                             eob += v
                         return 1, eob - 1, pos, cb, bits, nomore, marker
                     k += 16
@@ -379,7 +437,7 @@ def _prog_ac(buf, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, 
                     k += r
                     zig = _DEZIGZAG[k]
                     k += 1
-                    v, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                    v, pos, cb, bits, nomore, marker = _receive(bp, nb, pos, cb, bits, nomore,
                                                                 marker, s, True)
                     coeff[o + zig] = v << succ_low
         return 1, eob, pos, cb, bits, nomore, marker
@@ -390,14 +448,14 @@ def _prog_ac(buf, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, 
             z = o + _DEZIGZAG[k]
             p = np.int64(coeff[z])
             if p != 0:
-                one, pos, cb, bits, nomore, marker = _bit(buf, pos, cb, bits, nomore, marker)
+                one, pos, cb, bits, nomore, marker = _bit(bp, nb, pos, cb, bits, nomore, marker)
                 if one and (p & bit) == 0:
                     coeff[z] = p + bit if p > 0 else p - bit
         return 1, eob - 1, pos, cb, bits, nomore, marker
     k = spec_start
     while k <= spec_end:
-        rs, pos, cb, bits, nomore, marker = _huff(buf, pos, cb, bits, nomore, marker, ha + 4,
-                                                  fast, size, values, maxcode, delta)
+        rs, pos, cb, bits, nomore, marker = _huff(bp, nb, pos, cb, bits, nomore, marker, ha + 4,
+                                                  hp)
         if rs < 0:
             return -1, eob, pos, cb, bits, nomore, marker
         s = rs & 15
@@ -406,21 +464,21 @@ def _prog_ac(buf, pos, cb, bits, nomore, marker, eob, coeff, o, ha, spec_start, 
             if r < 15:
                 eob = (np.int64(1) << r) - 1
                 if r:
-                    v, pos, cb, bits, nomore, marker = _receive(buf, pos, cb, bits, nomore,
+                    v, pos, cb, bits, nomore, marker = _receive(bp, nb, pos, cb, bits, nomore,
                                                                 marker, r, False)
                     eob += v
                 r = 64  # force end of block
         else:
             if s != 1:
                 return -1, eob, pos, cb, bits, nomore, marker
-            one, pos, cb, bits, nomore, marker = _bit(buf, pos, cb, bits, nomore, marker)
+            one, pos, cb, bits, nomore, marker = _bit(bp, nb, pos, cb, bits, nomore, marker)
             s = bit if one else -bit
         while k <= spec_end:
             z = o + _DEZIGZAG[k]
             k += 1
             p = np.int64(coeff[z])
             if p != 0:
-                one, pos, cb, bits, nomore, marker = _bit(buf, pos, cb, bits, nomore, marker)
+                one, pos, cb, bits, nomore, marker = _bit(bp, nb, pos, cb, bits, nomore, marker)
                 if one and (p & bit) == 0:
                     coeff[z] = p + bit if p > 0 else p - bit
             else:
@@ -592,6 +650,27 @@ def _ycc_row(y, cb, cr, out, count):
         out[3 * i + 2] = min(max(b, 0), 255)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _ycc_words(rows, words, addr, count):
+    """``_ycc_row`` for ``rows[0:3]`` into the row at byte address addr: the pixels as
+    int32 words first (a loop LLVM vectorises), then one unaligned 4-byte store a pixel
+    (the 4th byte is overwritten by the next pixel; the last pixel goes byte by byte)."""
+    for i in range(count):
+        y_fixed = _I32((np.int32(rows[0, i]) << 20) + (1 << 19))
+        vr = np.int32(rows[2, i]) - 128
+        vb = np.int32(rows[1, i]) - 128
+        r = _I32(y_fixed + _I32(vr * _CR_R)) >> 20
+        g = _I32(y_fixed - _I32(vr * _CR_G) + (_I32(vb * -_CB_G) & -65536)) >> 20
+        b = _I32(y_fixed + _I32(vb * _CB_B)) >> 20
+        words[i] = (min(max(r, 0), 255) | (min(max(g, 0), 255) << 8)
+                    | (min(max(b, 0), 255) << 16))
+    for i in range(count - 1):
+        _st_u32(addr + 3 * i, words[i])
+    w = words[count - 1]
+    for ch in range(3):
+        _st_u8(addr + 3 * (count - 1) + ch, w >> (8 * ch))
+
+
 @numba.njit(cache=True, nogil=True)
 def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
     """The resample and colour-convert loop of stb's ``load_jpeg_image`` for 3 channels.
@@ -627,6 +706,8 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
             kind[k] = 4
     rows = np.empty((4, img_x + 8), np.uint8)  # stb's line buffers
     tsum = np.empty(img_x + 8, np.int32)
+    words = np.empty(img_x + 8, np.int32)
+    base = out.ctypes.data
     for j in range(img_y):
         for k in range(decode_n):
             y_bot = ystep[k] >= (vs[k] >> 1)
@@ -643,10 +724,11 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
                 ypos[k] += 1
                 if ypos[k] < comp[k, _Y]:
                     line1[k] += comp[k, _W2]
-        row = out[j * img_x * 3:(j + 1) * img_x * 3]
         if mode == 0 or mode == 5:
-            _ycc_row(rows[0], rows[1], rows[2], row, img_x)
-        elif mode == 4:
+            _ycc_words(rows, words, base + j * img_x * 3, img_x)
+            continue
+        row = out[j * img_x * 3:(j + 1) * img_x * 3]
+        if mode == 4:
             _ycc_row(rows[0], rows[1], rows[2], row, img_x)
             for i in range(img_x):
                 m = rows[3, i]
@@ -765,6 +847,7 @@ class _Parser:
         self.maxcode[:, 17] = 0xFFFFFFFF
         self.delta = np.zeros((8, 18), np.int64)
         self.fast_ac = np.zeros((4, 1 << _FAST_BITS), np.int16)
+        self.huf = np.zeros((8, _TCOLS), np.int32)
 
     def get8(self) -> int:
         if self.pos < self.n:
@@ -851,6 +934,12 @@ class _Parser:
             self.pos = min(self.pos + n, self.n)
             if tc:
                 _build_fast_ac(self.fast_ac, th, self.fast, self.size, self.values)
+                self.huf[th, _TA:] = self.fast_ac[th]
+            h = self.huf[t]
+            h[_TF:_TS], h[_TS:_TV], h[_TV:_TM] = self.fast[t], self.size[t], self.values[t]
+            # maxcode[17] is stb's 0xFFFFFFFF: any value above the 16 bits compared acts alike
+            h[_TM:_TD] = np.minimum(self.maxcode[t], 0x7FFFFFFF)
+            h[_TD:_TA] = self.delta[t]
             length -= n
         if length != 0:
             raise JpegError("bad DHT len")
@@ -972,8 +1061,7 @@ class _Parser:
         bcomp, boff, bpl, per_mcu = _block_list(self.comp, order, scan_n, self.mcu_x, self.mcu_y)
         rc, pos, marker = _scan(self.buf, self.pos, self.restart_interval, self.progressive, spec,
                                 bcomp, boff, bpl, per_mcu, self.comp, self.coeff, self.planes,
-                                self.fast, self.size, self.values, self.maxcode, self.delta,
-                                self.fast_ac, self.dequant)
+                                self.huf, self.dequant)
         if rc < 0:
             raise JpegError(_ERRORS[rc])
         self.pos = int(pos)
