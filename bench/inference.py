@@ -54,7 +54,6 @@ BATCH1_ONLY = ("detect", "exact")
 RATIOS = (("detect", "opencv"), ("onnxruntime", "opencv"), ("torch", "opencv"), ("exact", "opencv"),
           ("torch", "plain_folded"))
 PICTURE = REPO / "tests" / "data" / "golden" / "images" / "synth1.png"
-BN_EPS = 1e-6   # Darknet: (x - mean) / (sqrt(var) + 1e-6)
 SEED = 1        # recipe weights seed
 
 
@@ -159,6 +158,7 @@ class PlainGraph(nn.Module):
 
     @staticmethod
     def _module(layer, fold_bn):
+        from pydarknet.exact import bn_divisor
         kind = layer.kind
         if kind == "convolutional":
             if layer.activation not in ("leaky", "linear"):
@@ -172,7 +172,7 @@ class PlainGraph(nn.Module):
                     conv.weight.copy_(w)
                     conv.bias.copy_(layer.bias.detach())
                 else:
-                    denom = (layer.rolling_variance.detach().double().sqrt() + BN_EPS)
+                    denom = bn_divisor(layer.rolling_variance.detach(), layer.flavour)
                     scale = layer.scales.detach().double() / denom
                     if fold_bn:
                         conv.weight.copy_((w.double() * scale.view(-1, 1, 1, 1)).float())

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from ..exact import sequential_sum
+from ..exact import bn_divisor, sequential_sum
 
-BN_EPS = 1e-6        # forward: x_hat = (x - mean) / (sqrt(var) + 1e-6)
 BN_GRAD_EPS = 1e-5   # backward: 1 / sqrt(var + 1e-5)
 _F = torch.float32
 
@@ -23,7 +22,6 @@ def _view(t):
 def bn_denominator(variance: torch.Tensor, flavour: str = "pjreddie") -> torch.Tensor:
     """The inference divisor of the cfg's Darknet (:func:`pydarknet.exact.bn_divisor`: pjreddie's
     sqrt(var) + 1e-6, AlexeyAB's sqrt(var + 1e-5)), computed in double, rounded to float."""
-    from ..exact import bn_divisor
     return bn_divisor(variance, flavour).to(variance.dtype)
 
 
@@ -58,15 +56,14 @@ class _TrainBatchNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, scales, biases, mean, var, darknet_order, flavour):
-        from ..exact import bn_divisor
         ctx.darknet_order = darknet_order
         if darknet_order:  # normalize_cpu divides in double and rounds to float
             x_norm = ((x - _view(mean)).double() / _view(bn_divisor(var, flavour))).float()
             ctx.save_for_backward(x, x_norm, scales, mean, var)
             return x_norm * _view(scales) + _view(biases)
         # fast: one pass, x * (scale / denom) + (bias - mean * scale / denom)
-        a = scales / bn_denominator(var, flavour)
-        ctx.flavour = flavour
+        ctx.denominator = bn_denominator(var, flavour)
+        a = scales / ctx.denominator
         ctx.save_for_backward(x, None, scales, mean, var)
         return torch.addcmul(_view(biases - mean * a), x, _view(a))
 
@@ -89,7 +86,7 @@ class _TrainBatchNorm(torch.autograd.Function):
         # wants the forward's x_norm = (x - mean) / (sqrt(var) + 1e-6), a per-channel rescale
         dx, grad_w, grad_bias = torch.ops.aten.native_batch_norm_backward(
             grad, x.contiguous(), scales, None, None, mean, invstd, True, BN_GRAD_EPS, [True, True, True])
-        grad_scale = grad_w / (invstd * bn_denominator(var, ctx.flavour))
+        grad_scale = grad_w / (invstd * ctx.denominator)
         return dx, grad_scale, grad_bias, None, None, None, None
 
 
