@@ -110,28 +110,67 @@ def _ld_i32(typingctx, addr, i):
     return types.int64(addr, i), codegen
 
 
-@intrinsic
-def _st_u32(typingctx, addr, v):
-    """Store the low 4 bytes of the int v at byte address addr (unaligned)."""
-    def codegen(context, builder, sig, args):
-        x = args[1]
-        if x.type.width > 32:
-            x = builder.trunc(x, ir.IntType(32))
-        elif x.type.width < 32:
-            x = builder.zext(x, ir.IntType(32))
-        builder.store(x, builder.inttoptr(args[0], ir.PointerType(ir.IntType(32)))).align = 1
-        return context.get_dummy_value()
-    return types.none(addr, v), codegen
+# An 8x8 block of int32 as eight <8 x i32> vectors: its transposes are three rounds of
+# shuffles (what LLVM does not find for a scalar transpose loop, which took most of the IDCT).
+_V8 = ir.VectorType(ir.IntType(32), 8)
+_B8 = ir.VectorType(ir.IntType(8), 8)
+
+
+def _ir_rows(builder, addr):
+    """The 8 rows of the int32 block at address addr, as vectors."""
+    p = builder.inttoptr(addr, ir.PointerType(_V8))
+    return [builder.load(builder.gep(p, [ir.Constant(ir.IntType(64), k)]), align=4)
+            for k in range(8)]
+
+
+def _ir_shuffle(builder, a, b, lanes):
+    return builder.shuffle_vector(a, b, ir.Constant(_V8, [ir.Constant(ir.IntType(32), i)
+                                                          for i in lanes]))
+
+
+def _ir_transpose(builder, rows):
+    """Interleave 32-bit lanes, then 64-bit pairs, then 128-bit halves."""
+    lo32, hi32 = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+    lo64, hi64 = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+    lo128, hi128 = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+    t = []
+    for k in (0, 2, 4, 6):
+        t += [_ir_shuffle(builder, rows[k], rows[k + 1], lo32),
+              _ir_shuffle(builder, rows[k], rows[k + 1], hi32)]
+    u = []
+    for a, b in ((0, 2), (4, 6)):
+        u += [_ir_shuffle(builder, t[a], t[b], lo64), _ir_shuffle(builder, t[a], t[b], hi64),
+              _ir_shuffle(builder, t[a + 1], t[b + 1], lo64),
+              _ir_shuffle(builder, t[a + 1], t[b + 1], hi64)]
+    return ([_ir_shuffle(builder, u[k], u[k + 4], lo128) for k in range(4)]
+            + [_ir_shuffle(builder, u[k], u[k + 4], hi128) for k in range(4)])
 
 
 @intrinsic
-def _st_u8(typingctx, addr, v):
-    """Store the low byte of the int v at byte address addr."""
+def _transpose8(typingctx, src, dst):
+    """Transpose the 8x8 int32 block at address src into the one at dst."""
     def codegen(context, builder, sig, args):
-        x = builder.trunc(args[1], ir.IntType(8)) if args[1].type.width > 8 else args[1]
-        builder.store(x, builder.inttoptr(args[0], ir.PointerType(ir.IntType(8))))
+        q = builder.inttoptr(args[1], ir.PointerType(_V8))
+        for k, row in enumerate(_ir_transpose(builder, _ir_rows(builder, args[0]))):
+            builder.store(row, builder.gep(q, [ir.Constant(ir.IntType(64), k)])).align = 4
         return context.get_dummy_value()
-    return types.none(addr, v), codegen
+    return types.none(src, dst), codegen
+
+
+@intrinsic
+def _transpose8_pixels(typingctx, src, dst, stride):
+    """Transpose the 8x8 int32 block at address src, clamp it to 0..255 and store row r's
+    8 bytes at byte address dst + r * stride."""
+    def codegen(context, builder, sig, args):
+        zero = ir.Constant(_V8, [ir.Constant(ir.IntType(32), 0)] * 8)
+        top = ir.Constant(_V8, [ir.Constant(ir.IntType(32), 255)] * 8)
+        for k, row in enumerate(_ir_transpose(builder, _ir_rows(builder, args[0]))):
+            v = builder.select(builder.icmp_signed("<", row, zero), zero, row)
+            v = builder.select(builder.icmp_signed(">", v, top), top, v)
+            addr = builder.add(args[1], builder.mul(args[2], ir.Constant(ir.IntType(64), k)))
+            builder.store(builder.trunc(v, _B8), builder.inttoptr(addr, ir.PointerType(_B8))).align = 1
+        return context.get_dummy_value()
+    return types.none(src, dst, stride), codegen
 
 
 @numba.njit(cache=True, nogil=True)
@@ -544,18 +583,11 @@ def _idct_block(w, planes, o, stride):
 
     stb's shortcut for a column without AC terms gives what the full formula gives.
     """
+    wp = w.ctypes.data
     _idct_pass(w, 0, 64, _ROUND_COL, 10)  # columns
-    for r in range(8):
-        for c in range(8):
-            w[128 + 8 * c + r] = w[64 + 8 * r + c]
+    _transpose8(wp + 4 * 64, wp + 4 * 128)
     _idct_pass(w, 128, 192, _ROUND_ROW, 17)  # rows, transposed
-    for r in range(8):
-        for c in range(8):
-            w[8 * r + c] = w[192 + 8 * c + r]
-    for r in range(8):
-        q = o + r * stride
-        for c in range(8):
-            planes[q + c] = min(max(w[8 * r + c], 0), 255)
+    _transpose8_pixels(wp + 4 * 192, planes.ctypes.data + o, stride)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -591,10 +623,37 @@ def _idct_plane(coeff, coff, cw, nbx, nby, dequant, planes, off, stride):
 
 # ---------------------------------------------------------------- output
 
+@intrinsic
+def _hv2_8(typingctx, t, dst):
+    """stb's ``resample_row_hv_2`` inner step for 8 vertical sums (3*near + far, int32 at
+    address t, with t[-1] and t[8] readable): 16 pixels stored at address dst."""
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+
+        def k(c):
+            return ir.Constant(_V8, [ir.Constant(i32, c)] * 8)
+
+        def load(shift):
+            addr = builder.add(args[0], ir.Constant(ir.IntType(64), 4 * shift))
+            return builder.load(builder.inttoptr(addr, ir.PointerType(_V8)), align=4)
+
+        here = builder.add(builder.mul(load(0), k(3)), k(8))
+        even = builder.ashr(builder.add(here, load(-1)), k(4))
+        odd = builder.ashr(builder.add(here, load(1)), k(4))
+        lanes = ir.VectorType(i32, 16)
+        mix = builder.shuffle_vector(even, odd, ir.Constant(
+            lanes, [ir.Constant(i32, i // 2 + 8 * (i % 2)) for i in range(16)]))
+        b16 = ir.VectorType(ir.IntType(8), 16)
+        builder.store(builder.trunc(mix, b16), builder.inttoptr(args[1], ir.PointerType(b16))
+                      ).align = 1
+        return context.get_dummy_value()
+    return types.none(t, dst), codegen
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _resample_row(planes, kind, out, near, far, w, hs, t):
-    """stb's ``resample_row_*`` (kind 1..4) from rows of ``planes`` into ``out``; t: int32
-    scratch of w items."""
+    """stb's ``resample_row_*`` (kind 1..4) from rows of ``planes`` into ``out`` (room for
+    2w + 16 bytes); t: int32 scratch of w + 24 items."""
     if kind == 1:  # v_2
         for i in range(w):
             out[i] = (3 * np.int32(planes[near + i]) + np.int32(planes[far + i]) + 2) >> 2
@@ -613,14 +672,14 @@ def _resample_row(planes, kind, out, near, far, w, hs, t):
         i = w - 1
         out[2 * i] = (np.int32(planes[near + w - 2]) * 3 + np.int32(planes[near + w - 1]) + 2) >> 2
         out[2 * i + 1] = planes[near + w - 1]
-    elif kind == 3:  # hv_2: the vertical sums first, so both loops vectorise
+    elif kind == 3:  # hv_2: the vertical sums first, then 8 sums to 16 pixels at a time
         for i in range(w):
-            t[i] = 3 * np.int32(planes[near + i]) + np.int32(planes[far + i])
-        out[0] = (t[0] + 2) >> 2
-        for i in range(1, w):
-            out[2 * i - 1] = _I32(3 * t[i - 1] + t[i] + 8) >> 4
-            out[2 * i] = _I32(3 * t[i] + t[i - 1] + 8) >> 4
-        out[2 * w - 1] = (t[w - 1] + 2) >> 2
+            t[8 + i] = 3 * np.int32(planes[near + i]) + np.int32(planes[far + i])
+        tp, op = t.ctypes.data + 4 * 8, out.ctypes.data
+        for i in range(0, w, 8):
+            _hv2_8(tp + 4 * i, op + 2 * i)
+        out[0] = (t[8] + 2) >> 2  # the two ends, which the vector step got wrong
+        out[2 * w - 1] = (t[8 + w - 1] + 2) >> 2
     else:  # generic: nearest neighbour
         for i in range(w):
             v = planes[near + i]
@@ -635,40 +694,51 @@ def _blinn(x, y):
     return ((t + (t >> 8)) >> 8) & 255
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _ycc_row(y, cb, cr, out, count):
-    """``stbi__YCbCr_to_RGB_row`` (its reduced precision, in C ints), 3 bytes a pixel."""
-    for i in range(count):
-        y_fixed = _I32((np.int32(y[i]) << 20) + (1 << 19))
-        vr = np.int32(cr[i]) - 128
-        vb = np.int32(cb[i]) - 128
-        r = _I32(y_fixed + _I32(vr * _CR_R)) >> 20
-        g = _I32(y_fixed - _I32(vr * _CR_G) + (_I32(vb * -_CB_G) & -65536)) >> 20
-        b = _I32(y_fixed + _I32(vb * _CB_B)) >> 20
-        out[3 * i] = min(max(r, 0), 255)
-        out[3 * i + 1] = min(max(g, 0), 255)
-        out[3 * i + 2] = min(max(b, 0), 255)
+@intrinsic
+def _ycc8(typingctx, y, cb, cr, dst):
+    """``stbi__YCbCr_to_RGB_row`` (its reduced precision, in C ints) for the 8 pixels whose
+    Y, Cb and Cr bytes are at addresses y, cb and cr: 24 RGB bytes stored at address dst."""
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+
+        def k(c):
+            return ir.Constant(_V8, [ir.Constant(i32, c)] * 8)
+
+        def load(addr):
+            p = builder.inttoptr(addr, ir.PointerType(_B8))
+            return builder.zext(builder.load(p, align=1), _V8)
+
+        def clamp(v):
+            v = builder.select(builder.icmp_signed("<", v, k(0)), k(0), v)
+            v = builder.select(builder.icmp_signed(">", v, k(255)), k(255), v)
+            return builder.trunc(v, _B8)
+
+        add, sub, mul = builder.add, builder.sub, builder.mul
+        y_fixed = add(builder.shl(load(args[0]), k(20)), k(1 << 19))
+        vb, vr = sub(load(args[1]), k(128)), sub(load(args[2]), k(128))
+        r = builder.ashr(add(y_fixed, mul(vr, k(_CR_R))), k(20))
+        g = add(sub(y_fixed, mul(vr, k(_CR_G))), builder.and_(mul(vb, k(-_CB_G)), k(-65536)))
+        g = builder.ashr(g, k(20))
+        b = builder.ashr(add(y_fixed, mul(vb, k(_CB_B))), k(20))
+        lanes = ir.VectorType(i32, 16)
+        rg = builder.shuffle_vector(clamp(r), clamp(g), ir.Constant(
+            lanes, [ir.Constant(i32, i) for i in range(16)]))
+        bb = builder.shuffle_vector(clamp(b), clamp(b), ir.Constant(
+            lanes, [ir.Constant(i32, i % 8) for i in range(16)]))
+        rgb = ir.VectorType(ir.IntType(8), 24)
+        mix = builder.shuffle_vector(rg, bb, ir.Constant(
+            ir.VectorType(i32, 24), [ir.Constant(i32, p + 8 * c) for p in range(8) for c in range(3)]))
+        builder.store(mix, builder.inttoptr(args[3], ir.PointerType(rgb))).align = 1
+        return context.get_dummy_value()
+    return types.none(y, cb, cr, dst), codegen
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _ycc_words(rows, words, addr, count):
-    """``_ycc_row`` for ``rows[0:3]`` into the row at byte address addr: the pixels as
-    int32 words first (a loop LLVM vectorises), then one unaligned 4-byte store a pixel
-    (the 4th byte is overwritten by the next pixel; the last pixel goes byte by byte)."""
-    for i in range(count):
-        y_fixed = _I32((np.int32(rows[0, i]) << 20) + (1 << 19))
-        vr = np.int32(rows[2, i]) - 128
-        vb = np.int32(rows[1, i]) - 128
-        r = _I32(y_fixed + _I32(vr * _CR_R)) >> 20
-        g = _I32(y_fixed - _I32(vr * _CR_G) + (_I32(vb * -_CB_G) & -65536)) >> 20
-        b = _I32(y_fixed + _I32(vb * _CB_B)) >> 20
-        words[i] = (min(max(r, 0), 255) | (min(max(g, 0), 255) << 8)
-                    | (min(max(b, 0), 255) << 16))
-    for i in range(count - 1):
-        _st_u32(addr + 3 * i, words[i])
-    w = words[count - 1]
-    for ch in range(3):
-        _st_u8(addr + 3 * (count - 1) + ch, w >> (8 * ch))
+def _ycc_row(y, cb, cr, dst, count):
+    """The count pixels of a row (bytes at addresses y, cb, cr) as RGB at address dst, 8 at
+    a time: reads up to 7 bytes past each row, writes up to 21 bytes past the output row."""
+    for i in range(0, count, 8):
+        _ycc8(y + i, cb + i, cr + i, dst + 3 * i)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -677,8 +747,10 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
 
     mode: 0 YCbCr, 1 RGB (stored as is), 2 grey, 3 CMYK (Adobe transform 0),
     4 YCCK (transform 2), 5 four components otherwise (fourth ignored).
+    Rows that need no resampling are read in place from ``planes``.
     """
-    out = np.empty(img_y * img_x * 3, np.uint8)
+    n = img_y * img_x * 3
+    out = np.empty(n + 24, np.uint8)  # room for the last row's 8-pixel stores
     hs = np.empty(4, np.int64)
     vs = np.empty(4, np.int64)
     ystep = np.empty(4, np.int64)
@@ -687,6 +759,7 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
     line0 = np.empty(4, np.int64)
     line1 = np.empty(4, np.int64)
     kind = np.empty(4, np.int64)
+    src = np.empty(4, np.int64)
     for k in range(decode_n):
         hs[k] = hmax // comp[k, _H]
         vs[k] = vmax // comp[k, _V]
@@ -704,19 +777,19 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
             kind[k] = 3
         else:
             kind[k] = 4
-    rows = np.empty((4, img_x + 8), np.uint8)  # stb's line buffers
-    tsum = np.empty(img_x + 8, np.int32)
-    words = np.empty(img_x + 8, np.int32)
-    base = out.ctypes.data
+    rows = np.empty((4, img_x + 32), np.uint8)  # stb's line buffers
+    tsum = np.empty(img_x + 32, np.int32)
+    base, pbase, rbase = out.ctypes.data, planes.ctypes.data, rows.ctypes.data
     for j in range(img_y):
         for k in range(decode_n):
             y_bot = ystep[k] >= (vs[k] >> 1)
             near = line1[k] if y_bot else line0[k]
             far = line0[k] if y_bot else line1[k]
             if kind[k] == 0:
-                rows[k, :img_x] = planes[near:near + img_x]
+                src[k] = pbase + near
             else:
                 _resample_row(planes, kind[k], rows[k], near, far, wlo[k], hs[k], tsum)
+                src[k] = rbase + k * (img_x + 32)
             ystep[k] += 1
             if ystep[k] >= vs[k]:
                 ystep[k] = 0
@@ -724,29 +797,36 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
                 ypos[k] += 1
                 if ypos[k] < comp[k, _Y]:
                     line1[k] += comp[k, _W2]
-        if mode == 0 or mode == 5:
-            _ycc_words(rows, words, base + j * img_x * 3, img_x)
-            continue
-        row = out[j * img_x * 3:(j + 1) * img_x * 3]
-        if mode == 4:
-            _ycc_row(rows[0], rows[1], rows[2], row, img_x)
-            for i in range(img_x):
-                m = rows[3, i]
-                for ch in range(3):
-                    row[3 * i + ch] = _blinn(255 - np.int64(row[3 * i + ch]), m)
+        _row_to_rgb(src, mode, out, base, j * img_x * 3, img_x)
+    return out[:n].reshape(img_y, img_x, 3)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_to_rgb(src, mode, out, base, o, count):
+    """One output row at out[o] from the component rows at addresses src (see ``_to_rgb``)."""
+    if mode == 0 or mode == 5:
+        _ycc_row(src[0], src[1], src[2], base + o, count)
+        return
+    if mode == 4:
+        _ycc_row(src[0], src[1], src[2], base + o, count)
+        for i in range(count):
+            m = _ld_u8(src[3], i)
+            for ch in range(3):
+                out[o + 3 * i + ch] = _blinn(255 - np.int64(out[o + 3 * i + ch]), m)
+        return
+    for i in range(count):
+        if mode == 1:
+            r, g, b = _ld_u8(src[0], i), _ld_u8(src[1], i), _ld_u8(src[2], i)
+        elif mode == 2:
+            r = g = b = _ld_u8(src[0], i)
         else:
-            for i in range(img_x):
-                if mode == 1:
-                    r, g, b = rows[0, i], rows[1, i], rows[2, i]
-                elif mode == 2:
-                    r = g = b = rows[0, i]
-                else:
-                    m = rows[3, i]
-                    r, g, b = _blinn(rows[0, i], m), _blinn(rows[1, i], m), _blinn(rows[2, i], m)
-                row[3 * i] = r
-                row[3 * i + 1] = g
-                row[3 * i + 2] = b
-    return out.reshape(img_y, img_x, 3)
+            m = _ld_u8(src[3], i)
+            r = _blinn(_ld_u8(src[0], i), m)
+            g = _blinn(_ld_u8(src[1], i), m)
+            b = _blinn(_ld_u8(src[2], i), m)
+        out[o + 3 * i] = r
+        out[o + 3 * i + 1] = g
+        out[o + 3 * i + 2] = b
 
 
 # ---------------------------------------------------------------- tables
