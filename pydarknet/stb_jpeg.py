@@ -4,21 +4,19 @@ Darknet reads pictures with ``stbi_load(path, &w, &h, &c, 3)``.  stb's JPEG
 decoder is not libjpeg: its integer IDCT, its "fancy" chroma upsampling (only
 for 2x1, 1x2 and 2x2 subsampling; nearest neighbour otherwise) and its
 reduced-precision YCbCr->RGB give pixels that differ from OpenCV's by up to
-tens of levels.  This module follows stb's scalar C step by step:
-
-* markers and tables are parsed in Python (``_Parser``), with stb's checks and
-  its short failure reasons ("bad huffman code", "expected marker", ...);
-* the entropy-coded scans (baseline and progressive, restart intervals), the
-  IDCT, the upsampling and the colour conversion are numba kernels
-  (``cache=True``, so the JIT cost is paid once per machine).
+tens of levels.  This module follows stb's scalar C step by step, all of it in
+numba (``cache=True``, so the JIT cost is paid once per machine): markers and
+tables with stb's checks and its short failure reasons ("bad huffman code",
+"expected marker", ...), the entropy-coded scans (baseline and progressive,
+restart intervals), the IDCT, the upsampling and the colour conversion.  Where
+LLVM does not find the vector code by itself (8x8 transposes, interleaved
+stores) it is written as vector IR (``_transpose8``, ``_ycc8``, ``_hv2_8``).
 
 Like stb, bytes past the end of the file read as 0, a truncated file without
 EOI is an error ("expected marker"), and a corrupt block stops the whole load.
 """
 
 from __future__ import annotations
-
-import threading
 
 import numba
 import numpy as np
@@ -46,9 +44,6 @@ _DEZIGZAG = np.array(
     [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34,
      27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
      58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63] + [63] * 15, dtype=np.int64)
-
-_ERRORS = {-1: "bad huffman code", -2: "can't merge dc and ac"}
-
 
 def _f2f(x: float) -> int:
     """stb's ``stbi__f2f``: ``(int)(x*4096 + 0.5)`` with x a float literal."""
@@ -832,348 +827,385 @@ def _row_to_rgb(src, mode, out, base, o, count):
 # ---------------------------------------------------------------- tables
 
 @numba.njit(cache=True, nogil=True)
-def _build_huffman(counts, t, fast, size, maxcode, delta):
-    """``stbi__build_huffman`` into row t of the tables; False on bad code lengths."""
+def _build_huffman(counts, huf, t):
+    """``stbi__build_huffman`` into row t of the packed tables; False on bad code lengths."""
     code = np.zeros(257, np.int64)
     k = 0
     for i in range(16):
         for _ in range(counts[i]):
             if k >= 256:
                 return False
-            size[t, k] = i + 1
+            huf[t, _TS + k] = i + 1
             k += 1
-    size[t, k] = 0
+    huf[t, _TS + k] = 0
     c = 0
     k = 0
     for j in range(1, 17):
-        delta[t, j] = k - c
-        if size[t, k] == j:
-            while size[t, k] == j:
+        huf[t, _TD + j] = k - c
+        if huf[t, _TS + k] == j:
+            while huf[t, _TS + k] == j:
                 code[k] = c
                 k += 1
                 c += 1
             if c - 1 >= (1 << j):
                 return False
-        maxcode[t, j] = c << (16 - j)
+        huf[t, _TM + j] = c << (16 - j)
         c <<= 1
-    maxcode[t, 17] = 0xFFFFFFFF
-    fast[t, :] = 255
+    huf[t, _TM + 17] = 0x7FFFFFFF  # stb's 0xFFFFFFFF: above any 16 bits compared, alike
+    for i in range(1 << _FAST_BITS):
+        huf[t, _TF + i] = 255
     for i in range(k):
-        s = np.int64(size[t, i])
+        s = np.int64(huf[t, _TS + i])
         if s <= _FAST_BITS:
             cc = code[i] << (_FAST_BITS - s)
             for j in range(1 << (_FAST_BITS - s)):
-                fast[t, cc + j] = i
+                huf[t, _TF + cc + j] = i
     return True
 
 
 @numba.njit(cache=True, nogil=True)
-def _build_fast_ac(fast_ac, th, fast, size, values):
-    """``stbi__build_fast_ac``: run, length and value of small AC codes in one lookup."""
+def _build_fast_ac(huf, th):
+    """``stbi__build_fast_ac``: run, length and value of small AC codes of table th in one
+    lookup, kept in the row of DC table th."""
     t = th + 4
     for i in range(1 << _FAST_BITS):
-        f = np.int64(fast[t, i])
-        fast_ac[th, i] = 0
+        f = np.int64(huf[t, _TF + i])
+        huf[th, _TA + i] = 0
         if f < 255:
-            rs = np.int64(values[t, f])
+            rs = np.int64(huf[t, _TV + f])
             run = (rs >> 4) & 15
             magbits = rs & 15
-            ln = np.int64(size[t, f])
+            ln = np.int64(huf[t, _TS + f])
             if magbits and ln + magbits <= _FAST_BITS:
                 k = ((i << ln) & ((1 << _FAST_BITS) - 1)) >> (_FAST_BITS - magbits)
                 if k < (1 << (magbits - 1)):
                     k += (-1 << magbits) + 1
                 if -128 <= k <= 127:
-                    fast_ac[th, i] = k * 256 + run * 16 + ln + magbits
+                    huf[th, _TA + i] = k * 256 + run * 16 + ln + magbits
 
 
 # ---------------------------------------------------------------- markers
+# stb's ``stbi__jpeg`` state outside the entropy-coded data, in one int64 array that the
+# helpers share (``st``); bytes past the end of the file read as 0.
 
-_SCRATCH = threading.local()
-
-
-def _scratch(name: str, n: int, dtype, value: int = 0) -> np.ndarray:
-    """A work array of n items set to value, reused by the thread's next decode.
-
-    Fresh megabyte-sized arrays cost a page fault per 4 KiB on first touch,
-    which took as long as the decoding itself; zeroing warm memory is cheap.
-    """
-    buf = getattr(_SCRATCH, name, None)
-    if buf is None or buf.size < n:
-        buf = np.empty(max(n, 1 << 16), dtype)
-        setattr(_SCRATCH, name, buf)
-    out = buf[:n]
-    out.fill(value)
-    return out
+_POS, _MARK, _JFIF, _APP14, _RESTART, _PROG, _IMG_X, _IMG_Y, _IMG_N, _HMAX, _VMAX, \
+    _MCU_X, _MCU_Y, _RGB = range(14)
+_JFIF_TAG = np.array([0x4A, 0x46, 0x49, 0x46, 0], np.int64)
+_ADOBE_TAG = np.array([0x41, 0x64, 0x6F, 0x62, 0x65, 0], np.int64)
+_RGB_IDS = np.array([0x52, 0x47, 0x42], np.int64)
 
 
-class _Parser:
-    """stb's ``stbi__jpeg`` state outside the entropy-coded data; bytes past the end read as 0."""
+@numba.njit(cache=True, nogil=True)
+def _get8(buf, st):
+    p = st[_POS]
+    if p < buf.size:
+        st[_POS] = p + 1
+        return np.int64(buf[p])
+    return np.int64(0)
 
-    def __init__(self, data: bytes):
-        self.data = data
-        self.buf = np.frombuffer(data, dtype=np.uint8)
-        self.n = len(data)
-        self.pos = 0
-        self.marker = _NONE
-        self.jfif = False
-        self.app14 = -1
-        self.restart_interval = 0
-        self.dequant = np.zeros((4, 64), np.int64)
-        self.fast = np.full((8, 1 << _FAST_BITS), 255, np.uint8)
-        self.size = np.zeros((8, 257), np.uint8)
-        self.values = np.zeros((8, 256), np.uint8)
-        self.maxcode = np.zeros((8, 18), np.int64)
-        self.maxcode[:, 17] = 0xFFFFFFFF
-        self.delta = np.zeros((8, 18), np.int64)
-        self.fast_ac = np.zeros((4, 1 << _FAST_BITS), np.int16)
-        self.huf = np.zeros((8, _TCOLS), np.int32)
 
-    def get8(self) -> int:
-        if self.pos < self.n:
-            self.pos += 1
-            return self.data[self.pos - 1]
-        return 0
+@numba.njit(cache=True, nogil=True)
+def _get16(buf, st):
+    hi = _get8(buf, st)
+    return (hi << 8) | _get8(buf, st)
 
-    def get16(self) -> int:
-        return (self.get8() << 8) | self.get8()
 
-    def get_marker(self) -> int:
-        """``stbi__get_marker``: the pending marker, else 0xFF+ and the next byte, else none."""
-        if self.marker != _NONE:
-            m, self.marker = self.marker, _NONE
-            return m
-        x = self.get8()
-        if x != 0xFF:
-            return _NONE
-        while x == 0xFF:
-            x = self.get8()
-        return x
+@numba.njit(cache=True, nogil=True)
+def _tag(buf, st, tag):
+    """Read len(tag) bytes; True if they are the tag."""
+    same = True
+    for i in range(tag.size):
+        if _get8(buf, st) != tag[i]:
+            same = False
+    return same
 
-    def at_eof(self) -> bool:
-        return self.pos >= self.n
 
-    def skip(self, n: int) -> None:
-        self.pos = self.n if n < 0 else min(self.pos + n, self.n)
+@numba.njit(cache=True, nogil=True)
+def _get_marker(buf, st):
+    """``stbi__get_marker``: the pending marker, else 0xFF+ and the next byte, else none."""
+    if st[_MARK] != _NONE:
+        m = st[_MARK]
+        st[_MARK] = _NONE
+        return m
+    x = _get8(buf, st)
+    if x != 0xFF:
+        return np.int64(_NONE)
+    while x == 0xFF:
+        x = _get8(buf, st)
+    return x
 
-    def process_marker(self, m: int) -> None:
-        """``stbi__process_marker``: DRI, DQT, DHT, APPn and COM; anything else is an error."""
-        if m == _NONE:
-            raise JpegError("expected marker")
-        if m == 0xDD:
-            if self.get16() != 4:
-                raise JpegError("bad DRI len")
-            self.restart_interval = self.get16()
-        elif m == 0xDB:
-            self._dqt()
-        elif m == 0xC4:
-            self._dht()
-        elif 0xE0 <= m <= 0xEF or m == 0xFE:
-            self._app(m)
-        else:
-            raise JpegError("unknown marker")
 
-    def _dqt(self) -> None:
-        length = self.get16() - 2
-        while length > 0:
-            q = self.get8()
-            p, t = q >> 4, q & 15
-            if p not in (0, 1):
-                raise JpegError("bad DQT type")
-            if t > 3:
-                raise JpegError("bad DQT table")
-            n = 128 if p else 64
-            raw = np.zeros(n, np.int64)
-            got = self.buf[self.pos:self.pos + n]  # bytes past the end read as 0
-            raw[:len(got)] = got
-            self.pos = min(self.pos + n, self.n)
-            self.dequant[t, _DEZIGZAG[:64]] = raw[0::2] * 256 + raw[1::2] if p else raw
-            length -= 129 if p else 65
-        if length != 0:
-            raise JpegError("bad DQT len")
+@numba.njit(cache=True, nogil=True)
+def _process_marker(buf, st, m, dequant, huf):
+    """``stbi__process_marker``: DRI, DQT, DHT, APPn and COM; anything else is an error."""
+    if m == _NONE:
+        raise JpegError("expected marker")
+    if m == 0xDD:
+        if _get16(buf, st) != 4:
+            raise JpegError("bad DRI len")
+        st[_RESTART] = _get16(buf, st)
+    elif m == 0xDB:
+        _dqt(buf, st, dequant)
+    elif m == 0xC4:
+        _dht(buf, st, huf)
+    elif 0xE0 <= m <= 0xEF or m == 0xFE:
+        _app(buf, st, m)
+    else:
+        raise JpegError("unknown marker")
 
-    def _dht(self) -> None:
-        length = self.get16() - 2
-        while length > 0:
-            q = self.get8()
-            tc, th = q >> 4, q & 15
-            if tc > 1 or th > 3:
-                raise JpegError("bad DHT header")
-            counts = np.zeros(16, np.int64)
-            got = self.buf[self.pos:self.pos + 16]
-            counts[:len(got)] = got
-            self.pos = min(self.pos + 16, self.n)
-            length -= 17
-            t = th + 4 * tc
-            if not _build_huffman(counts, t, self.fast, self.size, self.maxcode, self.delta):
-                raise JpegError("bad code lengths")
-            n = int(counts.sum())
-            vals = self.buf[self.pos:self.pos + n]
-            self.values[t, :len(vals)] = vals
-            self.values[t, len(vals):n] = 0
-            self.pos = min(self.pos + n, self.n)
-            if tc:
-                _build_fast_ac(self.fast_ac, th, self.fast, self.size, self.values)
-                self.huf[th, _TA:] = self.fast_ac[th]
-            h = self.huf[t]
-            h[_TF:_TS], h[_TS:_TV], h[_TV:_TM] = self.fast[t], self.size[t], self.values[t]
-            # maxcode[17] is stb's 0xFFFFFFFF: any value above the 16 bits compared acts alike
-            h[_TM:_TD] = np.minimum(self.maxcode[t], 0x7FFFFFFF)
-            h[_TD:_TA] = self.delta[t]
-            length -= n
-        if length != 0:
-            raise JpegError("bad DHT len")
 
-    def _app(self, m: int) -> None:
-        length = self.get16()
-        if length < 2:
-            raise JpegError("bad COM len" if m == 0xFE else "bad APP len")
-        length -= 2
-        if m == 0xE0 and length >= 5:
-            tag = bytes(self.get8() for _ in range(5))
-            length -= 5
-            if tag == b"JFIF\0":
-                self.jfif = True
-        elif m == 0xEE and length >= 12:
-            tag = bytes(self.get8() for _ in range(6))
+@numba.njit(cache=True, nogil=True)
+def _dqt(buf, st, dequant):
+    length = _get16(buf, st) - 2
+    while length > 0:
+        q = _get8(buf, st)
+        p, t = q >> 4, q & 15
+        if p != 0 and p != 1:
+            raise JpegError("bad DQT type")
+        if t > 3:
+            raise JpegError("bad DQT table")
+        for i in range(64):
+            v = _get8(buf, st)
+            if p:
+                v = (v << 8) | _get8(buf, st)
+            dequant[t, _DEZIGZAG[i]] = v
+        length -= 129 if p else 65
+    if length != 0:
+        raise JpegError("bad DQT len")
+
+
+@numba.njit(cache=True, nogil=True)
+def _dht(buf, st, huf):
+    length = _get16(buf, st) - 2
+    counts = np.zeros(16, np.int64)
+    while length > 0:
+        q = _get8(buf, st)
+        tc, th = q >> 4, q & 15
+        if tc > 1 or th > 3:
+            raise JpegError("bad DHT header")
+        n = 0
+        for i in range(16):
+            counts[i] = _get8(buf, st)
+            n += counts[i]
+        length -= 17
+        t = th + 4 * tc
+        if not _build_huffman(counts, huf, t):
+            raise JpegError("bad code lengths")
+        for i in range(n):
+            huf[t, _TV + i] = _get8(buf, st)
+        if tc:
+            _build_fast_ac(huf, th)
+        length -= n
+    if length != 0:
+        raise JpegError("bad DHT len")
+
+
+@numba.njit(cache=True, nogil=True)
+def _app(buf, st, m):
+    length = _get16(buf, st)
+    if length < 2:
+        if m == 0xFE:
+            raise JpegError("bad COM len")
+        raise JpegError("bad APP len")
+    length -= 2
+    if m == 0xE0 and length >= 5:
+        if _tag(buf, st, _JFIF_TAG):
+            st[_JFIF] = 1
+        length -= 5
+    elif m == 0xEE and length >= 12:
+        length -= 6
+        if _tag(buf, st, _ADOBE_TAG):
+            _get8(buf, st)  # version
+            _get16(buf, st)  # flags0
+            _get16(buf, st)  # flags1
+            st[_APP14] = _get8(buf, st)
             length -= 6
-            if tag == b"Adobe\0":
-                self.get8()  # version
-                self.get16()  # flags0
-                self.get16()  # flags1
-                self.app14 = self.get8()
-                length -= 6
-        self.skip(length)
+    # stbi__skip: a negative length jumps to the end
+    st[_POS] = buf.size if length < 0 else min(st[_POS] + length, buf.size)
 
-    def frame_header(self, progressive: bool) -> None:
-        """``stbi__process_frame_header``: sizes, components and their buffers."""
-        lf = self.get16()
-        if lf < 11:
-            raise JpegError("bad SOF len")
-        if self.get8() != 8:
-            raise JpegError("only 8-bit")
-        self.img_y = self.get16()
-        if self.img_y == 0:
-            raise JpegError("no header height")
-        self.img_x = self.get16()
-        if self.img_x == 0:
-            raise JpegError("0 width")
-        c = self.get8()
-        if c not in (1, 3, 4):
-            raise JpegError("bad component count")
-        self.img_n = c
-        if lf != 8 + 3 * c:
-            raise JpegError("bad SOF len")
-        comp = np.zeros((4, 13), np.int64)
-        self.ids = []
-        for i in range(c):
-            self.ids.append(self.get8())
-            q = self.get8()
-            comp[i, _H], comp[i, _V] = q >> 4, q & 15
-            if not 1 <= comp[i, _H] <= 4:
-                raise JpegError("bad H")
-            if not 1 <= comp[i, _V] <= 4:
-                raise JpegError("bad V")
-            comp[i, _TQ] = self.get8()
-            if comp[i, _TQ] > 3:
-                raise JpegError("bad TQ")
-        self.rgb = c == 3 and self.ids == [ord("R"), ord("G"), ord("B")]
-        if self.img_x * self.img_y * c > 0x7FFFFFFF:
-            raise JpegError("too large")
-        self.progressive = progressive
-        self.hmax = int(comp[:c, _H].max())
-        self.vmax = int(comp[:c, _V].max())
-        self.mcu_x = (self.img_x + 8 * self.hmax - 1) // (8 * self.hmax)
-        self.mcu_y = (self.img_y + 8 * self.vmax - 1) // (8 * self.vmax)
-        off = coff = 0
-        for i in range(c):
-            comp[i, _X] = (self.img_x * comp[i, _H] + self.hmax - 1) // self.hmax
-            comp[i, _Y] = (self.img_y * comp[i, _V] + self.vmax - 1) // self.vmax
-            comp[i, _W2] = self.mcu_x * comp[i, _H] * 8
-            comp[i, _H2] = self.mcu_y * comp[i, _V] * 8
-            comp[i, _OFF] = off
-            off += comp[i, _W2] * comp[i, _H2]
-            comp[i, _CW] = comp[i, _W2] // 8
-            comp[i, _COFF] = coff
-            coff += comp[i, _W2] * comp[i, _H2]
-        self.comp = comp
-        # stb mallocs these (uninitialised).  Baseline planes start as the IDCT of a zero
-        # block (128), progressive ones and coefficients as zeros: the never-written parts
-        # of a corrupt or scan-less file are deterministic.
-        self.planes = _scratch("planes", off, np.uint8, 0 if progressive else 128)
-        self.coeff = _scratch("coeff", coff if progressive else 0, np.int16)
 
-    def scan_header(self) -> tuple[np.ndarray, int, np.ndarray]:
-        """``stbi__process_scan_header``: the components of a scan and its spectral selection."""
-        ls = self.get16()
-        scan_n = self.get8()
-        if not 1 <= scan_n <= min(4, self.img_n):
-            raise JpegError("bad SOS component count")
-        if ls != 6 + 2 * scan_n:
-            raise JpegError("bad SOS len")
-        order = np.zeros(4, np.int64)
-        for i in range(scan_n):
-            cid, q = self.get8(), self.get8()
-            if cid not in self.ids:
-                raise JpegError("bad SOS component id")
-            which = self.ids.index(cid)
-            self.comp[which, _HD], self.comp[which, _HA] = q >> 4, q & 15
-            if q >> 4 > 3:
-                raise JpegError("bad DC huff")
-            if q & 15 > 3:
-                raise JpegError("bad AC huff")
-            order[i] = which
-        spec = np.array([self.get8(), self.get8(), 0, 0], np.int64)
-        aa = self.get8()
-        spec[2], spec[3] = aa >> 4, aa & 15
-        if self.progressive:
-            if spec[0] > 63 or spec[1] > 63 or spec[0] > spec[1] or spec[2] > 13 or spec[3] > 13:
-                raise JpegError("bad SOS")
+@numba.njit(cache=True, nogil=True)
+def _frame_header(buf, st, comp, ids):
+    """``stbi__process_frame_header``: sizes and components; returns the planes and the
+    progressive coefficients.  stb mallocs these (uninitialised).  Baseline planes start as
+    the IDCT of a zero block (128), progressive ones and coefficients as zeros: the
+    never-written parts of a corrupt or scan-less file are deterministic."""
+    lf = _get16(buf, st)
+    if lf < 11:
+        raise JpegError("bad SOF len")
+    if _get8(buf, st) != 8:
+        raise JpegError("only 8-bit")
+    img_y = _get16(buf, st)
+    if img_y == 0:
+        raise JpegError("no header height")
+    img_x = _get16(buf, st)
+    if img_x == 0:
+        raise JpegError("0 width")
+    c = _get8(buf, st)
+    if c != 1 and c != 3 and c != 4:
+        raise JpegError("bad component count")
+    if lf != 8 + 3 * c:
+        raise JpegError("bad SOF len")
+    for i in range(c):
+        ids[i] = _get8(buf, st)
+        q = _get8(buf, st)
+        comp[i, _H], comp[i, _V] = q >> 4, q & 15
+        if not 1 <= comp[i, _H] <= 4:
+            raise JpegError("bad H")
+        if not 1 <= comp[i, _V] <= 4:
+            raise JpegError("bad V")
+        comp[i, _TQ] = _get8(buf, st)
+        if comp[i, _TQ] > 3:
+            raise JpegError("bad TQ")
+    if img_x * img_y * c > 0x7FFFFFFF:
+        raise JpegError("too large")
+    st[_RGB] = c == 3 and ids[0] == _RGB_IDS[0] and ids[1] == _RGB_IDS[1] \
+        and ids[2] == _RGB_IDS[2]
+    hmax = comp[:c, _H].max()
+    vmax = comp[:c, _V].max()
+    mcu_x = (img_x + 8 * hmax - 1) // (8 * hmax)
+    mcu_y = (img_y + 8 * vmax - 1) // (8 * vmax)
+    off = 0
+    for i in range(c):
+        comp[i, _X] = (img_x * comp[i, _H] + hmax - 1) // hmax
+        comp[i, _Y] = (img_y * comp[i, _V] + vmax - 1) // vmax
+        comp[i, _W2] = mcu_x * comp[i, _H] * 8
+        comp[i, _H2] = mcu_y * comp[i, _V] * 8
+        comp[i, _OFF] = off
+        comp[i, _CW] = comp[i, _W2] // 8
+        comp[i, _COFF] = off
+        off += comp[i, _W2] * comp[i, _H2]
+    st[_IMG_X], st[_IMG_Y], st[_IMG_N] = img_x, img_y, c
+    st[_HMAX], st[_VMAX], st[_MCU_X], st[_MCU_Y] = hmax, vmax, mcu_x, mcu_y
+    planes = np.empty(off, np.uint8)
+    planes[:] = 0 if st[_PROG] else 128
+    coeff = np.zeros(off if st[_PROG] else 0, np.int16)
+    return planes, coeff
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan_header(buf, st, comp, ids):
+    """``stbi__process_scan_header``: the components of a scan and its spectral selection."""
+    ls = _get16(buf, st)
+    scan_n = _get8(buf, st)
+    if not 1 <= scan_n <= min(4, st[_IMG_N]):
+        raise JpegError("bad SOS component count")
+    if ls != 6 + 2 * scan_n:
+        raise JpegError("bad SOS len")
+    order = np.zeros(4, np.int64)
+    for i in range(scan_n):
+        cid, q = _get8(buf, st), _get8(buf, st)
+        which = -1
+        for k in range(st[_IMG_N]):
+            if ids[k] == cid and which < 0:
+                which = k
+        if which < 0:
+            raise JpegError("bad SOS component id")
+        comp[which, _HD], comp[which, _HA] = q >> 4, q & 15
+        if q >> 4 > 3:
+            raise JpegError("bad DC huff")
+        if q & 15 > 3:
+            raise JpegError("bad AC huff")
+        order[i] = which
+    spec = np.zeros(4, np.int64)
+    spec[0], spec[1] = _get8(buf, st), _get8(buf, st)
+    aa = _get8(buf, st)
+    spec[2], spec[3] = aa >> 4, aa & 15
+    if st[_PROG]:
+        if spec[0] > 63 or spec[1] > 63 or spec[0] > spec[1] or spec[2] > 13 or spec[3] > 13:
+            raise JpegError("bad SOS")
+    else:
+        if spec[0] != 0 or spec[2] != 0 or spec[3] != 0:
+            raise JpegError("bad SOS")
+        spec[1] = 63
+    return order, scan_n, spec
+
+
+@numba.njit(cache=True, nogil=True)
+def _entropy_coded(buf, st, comp, ids, coeff, planes, huf, dequant):
+    """One scan's header and entropy-coded data, then the marker that follows it."""
+    order, scan_n, spec = _scan_header(buf, st, comp, ids)
+    bcomp, boff, bpl, per_mcu = _block_list(comp, order, scan_n, st[_MCU_X], st[_MCU_Y])
+    rc, pos, marker = _scan(buf, st[_POS], st[_RESTART], st[_PROG], spec, bcomp, boff, bpl,
+                            per_mcu, comp, coeff, planes, huf, dequant)
+    if rc == -1:
+        raise JpegError("bad huffman code")
+    if rc == -2:
+        raise JpegError("can't merge dc and ac")
+    st[_POS], st[_MARK] = pos, marker
+    if marker == _NONE:
+        # stb skips junk (e.g. zeros) after the data up to the next 0xFF
+        while st[_POS] < buf.size and buf[st[_POS]] != 0xFF:
+            st[_POS] += 1
+        if st[_POS] < buf.size:
+            st[_POS] += 1
+            st[_MARK] = _get8(buf, st)
+
+
+@numba.njit(cache=True, nogil=True)
+def _finish(st, comp, coeff, dequant, planes):
+    """``stbi__jpeg_finish``: IDCT the progressive components' own blocks (baseline blocks
+    were IDCT'd as they were decoded)."""
+    if not st[_PROG]:
+        return
+    for n in range(st[_IMG_N]):
+        nbx, nby = (comp[n, _X] + 7) >> 3, (comp[n, _Y] + 7) >> 3
+        _idct_plane(coeff, comp[n, _COFF], comp[n, _CW], nbx, nby, dequant[comp[n, _TQ]],
+                    planes, comp[n, _OFF], comp[n, _W2])
+
+
+@numba.njit(cache=True, nogil=True)
+def _color_mode(st):
+    """What ``load_jpeg_image`` does with the components for 3 output channels: the mode
+    of ``_to_rgb`` and the number of components it reads."""
+    if st[_IMG_N] == 1:
+        return 2, 1
+    if st[_IMG_N] == 3:
+        is_rgb = st[_RGB] or (st[_APP14] == 0 and not st[_JFIF])
+        return (1 if is_rgb else 0), 3
+    if st[_APP14] == 0:
+        return 3, 4
+    return (4 if st[_APP14] == 2 else 5), 4
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode(buf):
+    """``stbi__decode_jpeg_image`` and ``load_jpeg_image``: the file's bytes to HxWx3 RGB."""
+    st = np.zeros(14, np.int64)
+    st[_MARK], st[_APP14] = _NONE, -1
+    dequant = np.zeros((4, 64), np.int64)
+    huf = np.zeros((8, _TCOLS), np.int32)
+    comp = np.zeros((4, 13), np.int64)
+    ids = np.zeros(4, np.int64)
+    if _get_marker(buf, st) != 0xD8:
+        raise JpegError("no SOI")
+    m = _get_marker(buf, st)
+    while m != 0xC0 and m != 0xC1 and m != 0xC2:
+        _process_marker(buf, st, m, dequant, huf)
+        m = _get_marker(buf, st)
+        while m == _NONE:
+            if st[_POS] >= buf.size:
+                raise JpegError("no SOF")
+            m = _get_marker(buf, st)
+    st[_PROG] = m == 0xC2
+    planes, coeff = _frame_header(buf, st, comp, ids)
+    m = _get_marker(buf, st)
+    while m != 0xD9:
+        if m == 0xDA:
+            _entropy_coded(buf, st, comp, ids, coeff, planes, huf, dequant)
+        elif m == 0xDC:
+            ld = _get16(buf, st)
+            nl = _get16(buf, st)
+            if ld != 4:
+                raise JpegError("bad DNL len")
+            if nl != st[_IMG_Y]:
+                raise JpegError("bad DNL height")
         else:
-            if spec[0] != 0 or spec[2] != 0 or spec[3] != 0:
-                raise JpegError("bad SOS")
-            spec[1] = 63
-        return order, scan_n, spec
-
-    def scan(self) -> None:
-        """Decode one scan's entropy-coded data, then find the marker that follows it."""
-        order, scan_n, spec = self.scan_header()
-        bcomp, boff, bpl, per_mcu = _block_list(self.comp, order, scan_n, self.mcu_x, self.mcu_y)
-        rc, pos, marker = _scan(self.buf, self.pos, self.restart_interval, self.progressive, spec,
-                                bcomp, boff, bpl, per_mcu, self.comp, self.coeff, self.planes,
-                                self.huf, self.dequant)
-        if rc < 0:
-            raise JpegError(_ERRORS[rc])
-        self.pos = int(pos)
-        self.marker = int(marker)
-        if self.marker == _NONE:
-            # stb skips junk (e.g. zeros) after the data up to the next 0xFF
-            i = self.data.find(b"\xff", self.pos)
-            if i < 0:
-                self.pos = self.n
-            else:
-                self.pos = i + 1
-                self.marker = self.get8()
-
-    def finish(self) -> None:
-        """``stbi__jpeg_finish``: IDCT the progressive components' own blocks (baseline
-        blocks were IDCT'd as they were decoded)."""
-        if not self.progressive:
-            return
-        c = self.comp
-        for n in range(self.img_n):
-            nbx, nby = (c[n, _X] + 7) >> 3, (c[n, _Y] + 7) >> 3
-            _idct_plane(self.coeff, c[n, _COFF], c[n, _CW], nbx, nby, self.dequant[c[n, _TQ]],
-                        self.planes, c[n, _OFF], c[n, _W2])
-
-    def color_mode(self) -> tuple[int, int]:
-        """What ``load_jpeg_image`` does with the components for 3 output channels."""
-        if self.img_n == 1:
-            return 2, 1
-        if self.img_n == 3:
-            is_rgb = self.rgb or (self.app14 == 0 and not self.jfif)
-            return (1 if is_rgb else 0), 3
-        return {0: 3, 2: 4}.get(self.app14, 5), 4
+            _process_marker(buf, st, m, dequant, huf)
+        m = _get_marker(buf, st)
+    _finish(st, comp, coeff, dequant, planes)
+    mode, decode_n = _color_mode(st)
+    return _to_rgb(planes, comp, decode_n, st[_IMG_X], st[_IMG_Y], st[_HMAX], st[_VMAX], mode)
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
@@ -1181,31 +1213,4 @@ def decode_jpeg(data: bytes) -> np.ndarray:
 
     Raises ``JpegError`` with stb's failure reason where stb returns NULL.
     """
-    p = _Parser(bytes(data))
-    if p.get_marker() != 0xD8:
-        raise JpegError("no SOI")
-    m = p.get_marker()
-    while m not in (0xC0, 0xC1, 0xC2):
-        p.process_marker(m)
-        m = p.get_marker()
-        while m == _NONE:
-            if p.at_eof():
-                raise JpegError("no SOF")
-            m = p.get_marker()
-    p.frame_header(progressive=m == 0xC2)
-    m = p.get_marker()
-    while m != 0xD9:
-        if m == 0xDA:
-            p.scan()
-        elif m == 0xDC:
-            ld, nl = p.get16(), p.get16()
-            if ld != 4:
-                raise JpegError("bad DNL len")
-            if nl != p.img_y:
-                raise JpegError("bad DNL height")
-        else:
-            p.process_marker(m)
-        m = p.get_marker()
-    p.finish()
-    mode, decode_n = p.color_mode()
-    return _to_rgb(p.planes, p.comp, decode_n, p.img_x, p.img_y, p.hmax, p.vmax, mode)
+    return _decode(np.frombuffer(bytes(data), np.uint8))
