@@ -61,7 +61,9 @@ def test_our_pictures_decode_as_stb(name):
 def test_files_stb_rejects_are_errors(name):
     with pytest.raises(ImageError, match=name) as info:
         image.load_image(PICTURES / name)
-    assert OURS[name]["error"] in str(info.value)  # stb's own reason
+    reason = OURS[name]["error"]
+    if reason is not None:  # None: stb returns NULL without setting a reason (a length check)
+        assert reason in str(info.value)  # stb's own reason
 
 
 def test_shared_manifest_bit_exact():
