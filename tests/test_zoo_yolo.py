@@ -236,8 +236,10 @@ def test_alexeyab_weights_round_trip_byte_identical(fastest):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("photo", ["eagle.png", "person.png", "scream.png"])
+@pytest.mark.parametrize("photo", ["eagle.png", "person.png", "scream.png",
+                                   "eagle.jpg", "person.jpg", "scream.jpg"])
 def test_yolo_fastest_prints_alexeyab_lines(fastest, photo):
+    """AlexeyAB's default build reads pictures with stb_image, so the JPEGs too need stb's pixels."""
     img = load_image(REAL / "photos" / photo)
     found = detect(fastest, img, thresh=.25, nms=.45)
     got = [LINE.fullmatch(d.alexeyab_line(img.shape[2], img.shape[1])).groups() for d in found]
