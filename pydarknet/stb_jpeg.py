@@ -619,36 +619,41 @@ def _idct_plane(coeff, coff, cw, nbx, nby, dequant, planes, off, stride):
 # ---------------------------------------------------------------- output
 
 @intrinsic
-def _hv2_8(typingctx, t, dst):
-    """stb's ``resample_row_hv_2`` inner step for 8 vertical sums (3*near + far, int32 at
-    address t, with t[-1] and t[8] readable): 16 pixels stored at address dst."""
+def _hv2_8(typingctx, near, far, dst):
+    """stb's ``resample_row_hv_2`` inner step for the 8 chroma samples at addresses near and
+    far (the nearer and the farther row; near[-1], far[-1], near[8] and far[8] readable):
+    16 pixels stored at address dst."""
     def codegen(context, builder, sig, args):
         i32 = ir.IntType(32)
 
         def k(c):
             return ir.Constant(_V8, [ir.Constant(i32, c)] * 8)
 
-        def load(shift):
-            addr = builder.add(args[0], ir.Constant(ir.IntType(64), 4 * shift))
-            return builder.load(builder.inttoptr(addr, ir.PointerType(_V8)), align=4)
+        def load(addr, shift):
+            addr = builder.add(addr, ir.Constant(ir.IntType(64), shift))
+            p = builder.inttoptr(addr, ir.PointerType(_B8))
+            return builder.zext(builder.load(p, align=1), _V8)
 
-        here = builder.add(builder.mul(load(0), k(3)), k(8))
-        even = builder.ashr(builder.add(here, load(-1)), k(4))
-        odd = builder.ashr(builder.add(here, load(1)), k(4))
+        def vsum(shift):  # 3 * near + far, stb's vertical step
+            return builder.add(builder.mul(load(args[0], shift), k(3)), load(args[1], shift))
+
+        here = builder.add(builder.mul(vsum(0), k(3)), k(8))
+        even = builder.ashr(builder.add(here, vsum(-1)), k(4))
+        odd = builder.ashr(builder.add(here, vsum(1)), k(4))
         lanes = ir.VectorType(i32, 16)
         mix = builder.shuffle_vector(even, odd, ir.Constant(
             lanes, [ir.Constant(i32, i // 2 + 8 * (i % 2)) for i in range(16)]))
         b16 = ir.VectorType(ir.IntType(8), 16)
-        builder.store(builder.trunc(mix, b16), builder.inttoptr(args[1], ir.PointerType(b16))
+        builder.store(builder.trunc(mix, b16), builder.inttoptr(args[2], ir.PointerType(b16))
                       ).align = 1
         return context.get_dummy_value()
-    return types.none(t, dst), codegen
+    return types.none(near, far, dst), codegen
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _resample_row(planes, kind, out, near, far, w, hs, t):
+def _resample_row(planes, kind, out, near, far, w, hs):
     """stb's ``resample_row_*`` (kind 1..4) from rows of ``planes`` into ``out`` (room for
-    2w + 16 bytes); t: int32 scratch of w + 24 items."""
+    2w + 16 bytes).  A row of ``planes`` has a readable byte before it and 8 after it."""
     if kind == 1:  # v_2
         for i in range(w):
             out[i] = (3 * np.int32(planes[near + i]) + np.int32(planes[far + i]) + 2) >> 2
@@ -667,14 +672,13 @@ def _resample_row(planes, kind, out, near, far, w, hs, t):
         i = w - 1
         out[2 * i] = (np.int32(planes[near + w - 2]) * 3 + np.int32(planes[near + w - 1]) + 2) >> 2
         out[2 * i + 1] = planes[near + w - 1]
-    elif kind == 3:  # hv_2: the vertical sums first, then 8 sums to 16 pixels at a time
-        for i in range(w):
-            t[8 + i] = 3 * np.int32(planes[near + i]) + np.int32(planes[far + i])
-        tp, op = t.ctypes.data + 4 * 8, out.ctypes.data
+    elif kind == 3:  # hv_2: 8 samples to 16 pixels a step, then the two ends
+        pb, op = planes.ctypes.data, out.ctypes.data
         for i in range(0, w, 8):
-            _hv2_8(tp + 4 * i, op + 2 * i)
-        out[0] = (t[8] + 2) >> 2  # the two ends, which the vector step got wrong
-        out[2 * w - 1] = (t[8 + w - 1] + 2) >> 2
+            _hv2_8(pb + near + i, pb + far + i, op + 2 * i)
+        out[0] = (3 * np.int32(planes[near]) + np.int32(planes[far]) + 2) >> 2
+        out[2 * w - 1] = (3 * np.int32(planes[near + w - 1]) + np.int32(planes[far + w - 1])
+                          + 2) >> 2
     else:  # generic: nearest neighbour
         for i in range(w):
             v = planes[near + i]
@@ -773,7 +777,6 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
         else:
             kind[k] = 4
     rows = np.empty((4, img_x + 32), np.uint8)  # stb's line buffers
-    tsum = np.empty(img_x + 32, np.int32)
     base, pbase, rbase = out.ctypes.data, planes.ctypes.data, rows.ctypes.data
     for j in range(img_y):
         for k in range(decode_n):
@@ -783,7 +786,7 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
             if kind[k] == 0:
                 src[k] = pbase + near
             else:
-                _resample_row(planes, kind[k], rows[k], near, far, wlo[k], hs[k], tsum)
+                _resample_row(planes, kind[k], rows[k], near, far, wlo[k], hs[k])
                 src[k] = rbase + k * (img_x + 32)
             ystep[k] += 1
             if ystep[k] >= vs[k]:
@@ -893,6 +896,7 @@ _POS, _MARK, _JFIF, _APP14, _RESTART, _PROG, _IMG_X, _IMG_Y, _IMG_N, _HMAX, _VMA
 _JFIF_TAG = np.array([0x4A, 0x46, 0x49, 0x46, 0], np.int64)
 _ADOBE_TAG = np.array([0x41, 0x64, 0x6F, 0x62, 0x65, 0], np.int64)
 _RGB_IDS = np.array([0x52, 0x47, 0x42], np.int64)
+_PAD = 16  # bytes before and after the planes
 
 
 @numba.njit(cache=True, nogil=True)
@@ -1071,13 +1075,13 @@ def _frame_header(buf, st, comp, ids):
         comp[i, _Y] = (img_y * comp[i, _V] + vmax - 1) // vmax
         comp[i, _W2] = mcu_x * comp[i, _H] * 8
         comp[i, _H2] = mcu_y * comp[i, _V] * 8
-        comp[i, _OFF] = off
+        comp[i, _OFF] = _PAD + off
         comp[i, _CW] = comp[i, _W2] // 8
         comp[i, _COFF] = off
         off += comp[i, _W2] * comp[i, _H2]
     st[_IMG_X], st[_IMG_Y], st[_IMG_N] = img_x, img_y, c
     st[_HMAX], st[_VMAX], st[_MCU_X], st[_MCU_Y] = hmax, vmax, mcu_x, mcu_y
-    planes = np.empty(off, np.uint8)
+    planes = np.empty(off + 2 * _PAD, np.uint8)  # padded: the vector steps read past rows
     planes[:] = 0 if st[_PROG] else 128
     coeff = np.zeros(off if st[_PROG] else 0, np.int16)
     return planes, coeff
