@@ -719,17 +719,34 @@ def _ycc8(typingctx, y, cb, cr, dst):
         g = add(sub(y_fixed, mul(vr, k(_CR_G))), builder.and_(mul(vb, k(-_CB_G)), k(-65536)))
         g = builder.ashr(g, k(20))
         b = builder.ashr(add(y_fixed, mul(vb, k(_CB_B))), k(20))
-        lanes = ir.VectorType(i32, 16)
-        rg = builder.shuffle_vector(clamp(r), clamp(g), ir.Constant(
-            lanes, [ir.Constant(i32, i) for i in range(16)]))
-        bb = builder.shuffle_vector(clamp(b), clamp(b), ir.Constant(
-            lanes, [ir.Constant(i32, i % 8) for i in range(16)]))
-        rgb = ir.VectorType(ir.IntType(8), 24)
-        mix = builder.shuffle_vector(rg, bb, ir.Constant(
-            ir.VectorType(i32, 24), [ir.Constant(i32, p + 8 * c) for p in range(8) for c in range(3)]))
-        builder.store(mix, builder.inttoptr(args[3], ir.PointerType(rgb))).align = 1
+        _ir_store_rgb(builder, clamp(r), clamp(g), clamp(b), args[3])
         return context.get_dummy_value()
     return types.none(y, cb, cr, dst), codegen
+
+
+def _ir_store_rgb(builder, r, g, b, dst):
+    """Interleave three <8 x i8> vectors into 24 bytes stored at address dst."""
+    i32 = ir.IntType(32)
+    lanes = ir.VectorType(i32, 16)
+    rg = builder.shuffle_vector(r, g, ir.Constant(lanes, [ir.Constant(i32, i) for i in range(16)]))
+    bb = builder.shuffle_vector(b, b, ir.Constant(lanes, [ir.Constant(i32, i % 8)
+                                                          for i in range(16)]))
+    mix = builder.shuffle_vector(rg, bb, ir.Constant(
+        ir.VectorType(i32, 24), [ir.Constant(i32, p + 8 * c) for p in range(8) for c in range(3)]))
+    rgb = ir.VectorType(ir.IntType(8), 24)
+    builder.store(mix, builder.inttoptr(dst, ir.PointerType(rgb))).align = 1
+
+
+@intrinsic
+def _rgb8(typingctx, r, g, b, dst):
+    """The 8 pixels whose R, G and B bytes are at addresses r, g and b, as 24 RGB bytes
+    stored at address dst (an RGB JPEG's components, or grey given three times)."""
+    def codegen(context, builder, sig, args):
+        def load(addr):
+            return builder.load(builder.inttoptr(addr, ir.PointerType(_B8)), align=1)
+        _ir_store_rgb(builder, load(args[0]), load(args[1]), load(args[2]), args[3])
+        return context.get_dummy_value()
+    return types.none(r, g, b, dst), codegen
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -812,19 +829,16 @@ def _row_to_rgb(src, mode, out, base, o, count):
             for ch in range(3):
                 out[o + 3 * i + ch] = _blinn(255 - np.int64(out[o + 3 * i + ch]), m)
         return
-    for i in range(count):
-        if mode == 1:
-            r, g, b = _ld_u8(src[0], i), _ld_u8(src[1], i), _ld_u8(src[2], i)
-        elif mode == 2:
-            r = g = b = _ld_u8(src[0], i)
-        else:
-            m = _ld_u8(src[3], i)
-            r = _blinn(_ld_u8(src[0], i), m)
-            g = _blinn(_ld_u8(src[1], i), m)
-            b = _blinn(_ld_u8(src[2], i), m)
-        out[o + 3 * i] = r
-        out[o + 3 * i + 1] = g
-        out[o + 3 * i + 2] = b
+    if mode == 1 or mode == 2:  # RGB as stored; grey: Y three times
+        g, b = (src[1], src[2]) if mode == 1 else (src[0], src[0])
+        for i in range(0, count, 8):
+            _rgb8(src[0] + i, g + i, b + i, base + o + 3 * i)
+        return
+    for i in range(count):  # CMYK: each of C, M, Y times K
+        m = _ld_u8(src[3], i)
+        out[o + 3 * i] = _blinn(_ld_u8(src[0], i), m)
+        out[o + 3 * i + 1] = _blinn(_ld_u8(src[1], i), m)
+        out[o + 3 * i + 2] = _blinn(_ld_u8(src[2], i), m)
 
 
 # ---------------------------------------------------------------- tables
