@@ -67,8 +67,8 @@ def load_image(path: str | os.PathLike, decoder: str | None = None) -> torch.Ten
     ``decoder="stb"`` (the default, see ``imagefile.set_decoder``) gives Darknet's
     pixels bit for bit: JPEGs are decoded as stb_image decodes them, and a file
     stb_image would reject is an ``ImageError`` with its reason.
-    ``decoder="opencv"`` uses OpenCV's libjpeg: faster, and its JPEG pixels differ
-    from Darknet's by a few levels.
+    ``decoder="opencv"`` uses OpenCV's libjpeg (no first-use compile, more formats);
+    its JPEG pixels differ from Darknet's by a few levels.
     """
     path = os.fspath(path)
     try:

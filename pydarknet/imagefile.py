@@ -9,8 +9,9 @@ Two decoders:
   and grey are expanded), except where stb differs: a GIF's transparent pixels
   are black in stb's first frame, and stb rejects PNM files with a maximum
   value above 255.  TGA needs Pillow.  A file stb would reject is an error.
-* ``"opencv"``: ``cv2.imdecode`` (libjpeg-turbo), faster on JPEGs, whose
-  pixels then differ from Darknet's by a few levels (see the README).
+* ``"opencv"``: ``cv2.imdecode`` (libjpeg-turbo): no first-use compile, more
+  formats (TIFF, WebP, ...), about the same decoding speed, and JPEG pixels that
+  differ from Darknet's by a few levels (see the README).
 """
 
 from __future__ import annotations
