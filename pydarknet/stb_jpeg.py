@@ -18,6 +18,9 @@ EOI is an error ("expected marker"), and a corrupt block stops the whole load.
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -1226,9 +1229,32 @@ def _decode(buf):
     return _to_rgb(planes, comp, decode_n, st[_IMG_X], st[_IMG_Y], st[_HMAX], st[_VMAX], mode)
 
 
+_NOTE_AFTER_S = 3.0  # a first call slower than this is compiling, not loading the cache
+_warm = False
+
+
 def decode_jpeg(data: bytes) -> np.ndarray:
     """Decode a JPEG file's bytes as ``stbi_load(..., 3)``: HxWx3 uint8 RGB.
 
-    Raises ``JpegError`` with stb's failure reason where stb returns NULL.
+    Raises ``JpegError`` with stb's failure reason where stb returns NULL.  The first
+    call of a process loads the cached machine code (under a second) or, once per
+    machine, compiles it (about a minute): then a note says so on stderr.
     """
-    return _decode(np.frombuffer(bytes(data), np.uint8))
+    global _warm
+    buf = np.frombuffer(bytes(data), np.uint8)
+    if _warm:
+        return _decode(buf)
+    note = threading.Timer(_NOTE_AFTER_S, _compiling_note)
+    note.daemon = True
+    note.start()
+    try:
+        return _decode(buf)
+    finally:
+        note.cancel()
+        _warm = True
+
+
+def _compiling_note() -> None:
+    print("pydarknet: compiling the stb_image-exact JPEG decoder, once per machine (about a "
+          "minute; OpenCV's decoder, PYDARKNET_DECODER=opencv, does without it)",
+          file=sys.stderr, flush=True)

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -154,6 +155,29 @@ def test_decoding_is_repeatable_after_other_sizes():
     image.load_image(PICTURES / "tiny1x1_420.jpg")
     image.load_image(PICTURES / "scmyk.jpg")
     assert torch.equal(image.load_image(PICTURES / "s420_prog.jpg"), first)
+
+
+def test_slow_first_decode_says_it_is_compiling(monkeypatch, capsys):
+    """A first call that outlasts the note's delay (numba compiling, once per machine) prints
+    one note on stderr; a warm call prints nothing."""
+    from pydarknet import stb_jpeg
+
+    data = (PICTURES / "s420_base.jpg").read_bytes()
+    stb_jpeg.decode_jpeg(data)  # compiled or loaded from the cache
+    capsys.readouterr()
+    real = stb_jpeg._decode
+
+    def slow(buf):
+        time.sleep(0.5)
+        return real(buf)
+
+    monkeypatch.setattr(stb_jpeg, "_decode", slow)
+    monkeypatch.setattr(stb_jpeg, "_NOTE_AFTER_S", 0.05)
+    monkeypatch.setattr(stb_jpeg, "_warm", False)
+    first = stb_jpeg.decode_jpeg(data)
+    assert "compiling the stb_image-exact JPEG decoder" in capsys.readouterr().err
+    assert np.array_equal(stb_jpeg.decode_jpeg(data), first)  # warm now: no second note
+    assert capsys.readouterr().err == ""
 
 
 # --- Darknet's classifier on the JPEG photos -------------------------------------
