@@ -150,7 +150,7 @@ def test_jpeg_with_exif_orientation_is_not_rotated(tmp_path):
 
 
 def test_decoding_is_repeatable_after_other_sizes():
-    """Work buffers are reused between calls: a decode must not see the previous picture."""
+    """A decode must not see the previous picture, whose freed memory its buffers often reuse."""
     first = image.load_image(PICTURES / "s420_prog.jpg")
     image.load_image(PICTURES / "tiny1x1_420.jpg")
     image.load_image(PICTURES / "scmyk.jpg")
