@@ -126,6 +126,24 @@ def _ir_shuffle(builder, a, b, lanes):
                                                           for i in lanes]))
 
 
+def _ir_splat(c):
+    """The <8 x i32> constant with c in every lane."""
+    return ir.Constant(_V8, [ir.Constant(ir.IntType(32), c)] * 8)
+
+
+def _ir_bytes(builder, addr, widen=True):
+    """The 8 bytes at address addr: <8 x i32> (zero-extended), or <8 x i8> as they are."""
+    v = builder.load(builder.inttoptr(addr, ir.PointerType(_B8)), align=1)
+    return builder.zext(v, _V8) if widen else v
+
+
+def _ir_clamp_bytes(builder, v):
+    """An <8 x i32> clamped to 0..255, as <8 x i8> (stb's ``stbi__clamp``)."""
+    v = builder.select(builder.icmp_signed("<", v, _ir_splat(0)), _ir_splat(0), v)
+    v = builder.select(builder.icmp_signed(">", v, _ir_splat(255)), _ir_splat(255), v)
+    return builder.trunc(v, _B8)
+
+
 def _ir_transpose(builder, rows):
     """Interleave 32-bit lanes, then 64-bit pairs, then 128-bit halves."""
     lo32, hi32 = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
@@ -160,13 +178,10 @@ def _transpose8_pixels(typingctx, src, dst, stride):
     """Transpose the 8x8 int32 block at address src, clamp it to 0..255 and store row r's
     8 bytes at byte address dst + r * stride."""
     def codegen(context, builder, sig, args):
-        zero = ir.Constant(_V8, [ir.Constant(ir.IntType(32), 0)] * 8)
-        top = ir.Constant(_V8, [ir.Constant(ir.IntType(32), 255)] * 8)
         for k, row in enumerate(_ir_transpose(builder, _ir_rows(builder, args[0]))):
-            v = builder.select(builder.icmp_signed("<", row, zero), zero, row)
-            v = builder.select(builder.icmp_signed(">", v, top), top, v)
             addr = builder.add(args[1], builder.mul(args[2], ir.Constant(ir.IntType(64), k)))
-            builder.store(builder.trunc(v, _B8), builder.inttoptr(addr, ir.PointerType(_B8))).align = 1
+            builder.store(_ir_clamp_bytes(builder, row),
+                          builder.inttoptr(addr, ir.PointerType(_B8))).align = 1
         return context.get_dummy_value()
     return types.none(src, dst, stride), codegen
 
@@ -627,15 +642,10 @@ def _hv2_8(typingctx, near, far, dst):
     far (the nearer and the farther row; near[-1], far[-1], near[8] and far[8] readable):
     16 pixels stored at address dst."""
     def codegen(context, builder, sig, args):
-        i32 = ir.IntType(32)
-
-        def k(c):
-            return ir.Constant(_V8, [ir.Constant(i32, c)] * 8)
+        i32, k = ir.IntType(32), _ir_splat
 
         def load(addr, shift):
-            addr = builder.add(addr, ir.Constant(ir.IntType(64), shift))
-            p = builder.inttoptr(addr, ir.PointerType(_B8))
-            return builder.zext(builder.load(p, align=1), _V8)
+            return _ir_bytes(builder, builder.add(addr, ir.Constant(ir.IntType(64), shift)))
 
         def vsum(shift):  # 3 * near + far, stb's vertical step
             return builder.add(builder.mul(load(args[0], shift), k(3)), load(args[1], shift))
@@ -701,28 +711,15 @@ def _ycc8(typingctx, y, cb, cr, dst):
     """``stbi__YCbCr_to_RGB_row`` (its reduced precision, in C ints) for the 8 pixels whose
     Y, Cb and Cr bytes are at addresses y, cb and cr: 24 RGB bytes stored at address dst."""
     def codegen(context, builder, sig, args):
-        i32 = ir.IntType(32)
-
-        def k(c):
-            return ir.Constant(_V8, [ir.Constant(i32, c)] * 8)
-
-        def load(addr):
-            p = builder.inttoptr(addr, ir.PointerType(_B8))
-            return builder.zext(builder.load(p, align=1), _V8)
-
-        def clamp(v):
-            v = builder.select(builder.icmp_signed("<", v, k(0)), k(0), v)
-            v = builder.select(builder.icmp_signed(">", v, k(255)), k(255), v)
-            return builder.trunc(v, _B8)
-
-        add, sub, mul = builder.add, builder.sub, builder.mul
-        y_fixed = add(builder.shl(load(args[0]), k(20)), k(1 << 19))
-        vb, vr = sub(load(args[1]), k(128)), sub(load(args[2]), k(128))
+        k, add, sub, mul = _ir_splat, builder.add, builder.sub, builder.mul
+        y_fixed = add(builder.shl(_ir_bytes(builder, args[0]), k(20)), k(1 << 19))
+        vb = sub(_ir_bytes(builder, args[1]), k(128))
+        vr = sub(_ir_bytes(builder, args[2]), k(128))
         r = builder.ashr(add(y_fixed, mul(vr, k(_CR_R))), k(20))
         g = add(sub(y_fixed, mul(vr, k(_CR_G))), builder.and_(mul(vb, k(-_CB_G)), k(-65536)))
         g = builder.ashr(g, k(20))
         b = builder.ashr(add(y_fixed, mul(vb, k(_CB_B))), k(20))
-        _ir_store_rgb(builder, clamp(r), clamp(g), clamp(b), args[3])
+        _ir_store_rgb(builder, *(_ir_clamp_bytes(builder, v) for v in (r, g, b)), args[3])
         return context.get_dummy_value()
     return types.none(y, cb, cr, dst), codegen
 
@@ -745,9 +742,8 @@ def _rgb8(typingctx, r, g, b, dst):
     """The 8 pixels whose R, G and B bytes are at addresses r, g and b, as 24 RGB bytes
     stored at address dst (an RGB JPEG's components, or grey given three times)."""
     def codegen(context, builder, sig, args):
-        def load(addr):
-            return builder.load(builder.inttoptr(addr, ir.PointerType(_B8)), align=1)
-        _ir_store_rgb(builder, load(args[0]), load(args[1]), load(args[2]), args[3])
+        rgb = (_ir_bytes(builder, a, widen=False) for a in args[:3])
+        _ir_store_rgb(builder, *rgb, args[3])
         return context.get_dummy_value()
     return types.none(r, g, b, dst), codegen
 
@@ -807,7 +803,7 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
                 src[k] = pbase + near
             else:
                 _resample_row(planes, kind[k], rows[k], near, far, wlo[k], hs[k])
-                src[k] = rbase + k * (img_x + 32)
+                src[k] = rbase + k * rows.shape[1]
             ystep[k] += 1
             if ystep[k] >= vs[k]:
                 ystep[k] = 0
@@ -822,12 +818,11 @@ def _to_rgb(planes, comp, decode_n, img_x, img_y, hmax, vmax, mode):
 @numba.njit(cache=True, nogil=True, inline="always")
 def _row_to_rgb(src, mode, out, base, o, count):
     """One output row at out[o] from the component rows at addresses src (see ``_to_rgb``)."""
-    if mode == 0 or mode == 5:
+    if mode == 0 or mode == 4 or mode == 5:
         _ycc_row(src[0], src[1], src[2], base + o, count)
-        return
-    if mode == 4:
-        _ycc_row(src[0], src[1], src[2], base + o, count)
-        for i in range(count):
+        if mode != 4:
+            return
+        for i in range(count):  # YCCK: inverted, times K
             m = _ld_u8(src[3], i)
             for ch in range(3):
                 out[o + 3 * i + ch] = _blinn(255 - np.int64(out[o + 3 * i + ch]), m)
